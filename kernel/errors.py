@@ -1,0 +1,96 @@
+"""The few errors of the kernel, and the one place that maps their names to HTTP status codes."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+__all__ = [
+    "KernelError",
+    "InputError",
+    "AuthenticationError",
+    "NotAllowedError",
+    "NotFoundError",
+    "ConflictError",
+    "NotModifiedError",
+    "NotImplementedError_",
+    "ServiceUnavailableError",
+    "GatewayTimeoutError",
+    "PayloadTooLargeError",
+    "status_for",
+    "error_body",
+]
+
+# The name -> status map of ARCHITECTURE.md; anything not listed is a 500.
+STATUS_BY_NAME: dict[str, int] = {
+    "InputError": 400,
+    "AuthenticationError": 401,
+    "NotAllowedError": 403,
+    "NotFoundError": 404,
+    "ConflictError": 409,
+    "NotModifiedError": 304,
+    "NotImplementedError": 501,
+    "ServiceUnavailableError": 503,
+    "GatewayTimeoutError": 504,
+    "PayloadTooLargeError": 413,
+}
+
+
+class KernelError(Exception):
+    """Base of every error the kernel or a plugin raises on purpose; `name` decides the status."""
+
+    name = "Error"
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+
+
+def _named(name: str, doc: str) -> type[KernelError]:
+    return type(name, (KernelError,), {"name": name, "__doc__": doc})
+
+
+InputError = _named("InputError", "The request was malformed (400).")
+AuthenticationError = _named("AuthenticationError", "Credentials are missing or invalid (401).")
+NotAllowedError = _named("NotAllowedError", "The caller may not do this (403).")
+NotFoundError = _named("NotFoundError", "The thing asked for does not exist (404).")
+ConflictError = _named("ConflictError", "The request conflicts with the current state (409).")
+NotModifiedError = _named("NotModifiedError", "The resource has not changed (304).")
+NotImplementedError_ = _named("NotImplementedError", "Not implemented (501).")
+ServiceUnavailableError = _named("ServiceUnavailableError", "Temporarily unable to serve (503).")
+GatewayTimeoutError = _named("GatewayTimeoutError", "The plugin did not answer in time (504).")
+PayloadTooLargeError = _named("PayloadTooLargeError", "The request body is over the limit (413).")
+
+
+def error_name(exc: BaseException) -> str:
+    return exc.name if isinstance(exc, KernelError) else type(exc).__name__
+
+
+def status_for(name: str) -> int:
+    """HTTP status for an error name; unknown names are 500."""
+    return STATUS_BY_NAME.get(name, 500)
+
+
+def error_body(
+    name: str,
+    message: str,
+    method: str,
+    url: str,
+    *,
+    status: int | None = None,
+    stack: str | None = None,
+) -> dict[str, Any]:
+    """The documented error JSON shape."""
+    error: dict[str, Any] = {"name": name, "message": message}
+    if stack:
+        error["stack"] = stack
+    return {
+        "error": error,
+        "request": {"method": method, "url": url},
+        "response": {"statusCode": status if status is not None else status_for(name)},
+    }
+
+
+def format_stack(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,1 @@
+"""The gateway: HTTP in front, ZeroMQ behind; routes, authenticates and streams to workers."""

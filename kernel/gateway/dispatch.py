@@ -1,0 +1,158 @@
+"""``/api/<pluginId>/<rest>``: authenticate, pick a worker, stream the request and its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from kernel.errors import (
+    GatewayTimeoutError,
+    InputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+)
+from kernel.gateway.auth import Authenticator
+from kernel.gateway.pool import GatewayStream, WorkerGone, WorkerLink, WorkerPool
+from kernel.protocol import Credit, End, RequestBody, RequestHead, encode
+
+
+class ApiDispatcher:
+    """The ASGI app serving everything under the plugin mount."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        auth: Authenticator,
+        *,
+        mount: str,
+        timeout: float,
+        max_body: int,
+    ) -> None:
+        self.pool = pool
+        self.auth = auth
+        self.prefix = mount.rstrip("/") + "/"
+        self.timeout = timeout
+        self.max_body = max_body
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        plugin_id, sep, rest = path[len(self.prefix) :].partition("/")
+        rest = "/" + rest
+        route = self.pool.plugins.get(plugin_id)
+        if route is None:
+            raise NotFoundError(f"No plugin with id '{plugin_id}'")
+        if not self.pool.accepting:
+            raise ServiceUnavailableError("The server is shutting down")
+        headers = scope["headers"]
+        principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
+        worker = route.pick()
+        if worker is None:
+            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
+        declared = _content_length(headers)
+        if declared is not None and declared > self.max_body:
+            raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
+        first = await receive()
+        body = first.get("body", b"")
+        more = first.get("more_body", False)
+        if len(body) > self.max_body:
+            raise PayloadTooLargeError(f"Request body is over the limit of {self.max_body} bytes")
+        client = scope.get("client")
+
+        def head(sid: int) -> bytes:
+            return encode(
+                RequestHead(
+                    sid,
+                    scope["method"],
+                    path,
+                    scope["query_string"],
+                    headers,
+                    tuple(client) if client else None,
+                    scope["scheme"],
+                    principal,
+                    body,
+                    more,
+                    self.prefix + plugin_id,
+                    scope["http_version"],
+                )
+            )
+
+        pool = self.pool
+        try:
+            stream = pool.open(worker, head)
+        except WorkerGone as exc:
+            raise ServiceUnavailableError(str(exc)) from exc
+        self.inflight += 1
+        upload = None
+        try:
+            if more:
+                upload = asyncio.get_running_loop().create_task(
+                    self._upload(stream, worker, receive, len(body))
+                )
+            try:
+                rhead = await asyncio.wait_for(stream.head, self.timeout)
+            except asyncio.TimeoutError:
+                raise GatewayTimeoutError(
+                    f"Plugin '{plugin_id}' did not answer within {self.timeout:g}s"
+                ) from None
+            except WorkerGone as exc:
+                raise ServiceUnavailableError(str(exc)) from None
+            await send({"type": "http.response.start", "status": rhead.status, "headers": rhead.headers})
+            await send({"type": "http.response.body", "body": rhead.body, "more_body": rhead.more_body})
+            more_out = rhead.more_body
+            while more_out:
+                chunk = await asyncio.wait_for(stream.next_chunk(), self.timeout)
+                more_out = chunk.more
+                await send({"type": "http.response.body", "body": chunk.data, "more_body": more_out})
+                pool.send(worker, _credit(stream.id))
+        except BaseException:
+            _abandon(pool, stream, worker)
+            raise
+        finally:
+            self.inflight -= 1
+            pool.close_stream(stream)
+            if upload is not None and not upload.done():
+                upload.cancel()
+
+    async def _upload(self, stream: GatewayStream, worker: WorkerLink, receive: Receive, seen: int) -> None:
+        """Forward request body chunks as the worker grants credit; enforce the body limit."""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                _abandon(self.pool, stream, worker)
+                return
+            data = message.get("body", b"")
+            more = message.get("more_body", False)
+            seen += len(data)
+            if seen > self.max_body:
+                exc = PayloadTooLargeError(f"Request body is over the limit of {self.max_body} bytes")
+                _abandon(self.pool, stream, worker)
+                stream.fail(exc)  # the waiting request answers 413
+                return
+            await stream.take_credit()
+            self.pool.send(worker, encode(RequestBody(stream.id, data, more)))
+
+
+def _abandon(pool: WorkerPool, stream: GatewayStream, worker: WorkerLink) -> None:
+    try:
+        pool.send(worker, encode(End(stream.id)))
+    except WorkerGone:
+        pass
+
+
+def _credit(sid: int) -> bytes:
+    return encode(Credit(sid, 1))
+
+
+def _content_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise InputError("Invalid Content-Length header") from None
+    return None

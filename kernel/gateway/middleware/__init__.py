@@ -1,0 +1,1 @@
+"""Gateway middleware: plain ASGI classes, one per module."""

@@ -1,0 +1,194 @@
+"""The wire protocol between gateway, supervisor and workers.
+
+Pure data and codec: no sockets, no event loop. Every ZeroMQ frame carries one
+message, a tagged ``msgspec.Struct`` encoded as msgpack (array-like, small
+integer tags). ``Hello`` opens every conversation and carries
+``PROTOCOL_VERSION``; its layout never changes, so a peer of another version
+can always read it and answer with a clear ``Error``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class ProtocolError(Exception):
+    """A frame could not be decoded, or the peer speaks another protocol version."""
+
+
+class _Msg(msgspec.Struct, frozen=True, array_like=True, tag_field="t"):
+    pass
+
+
+class Principal(msgspec.Struct, frozen=True, array_like=True):
+    """Who is calling: ``none``, a ``user`` or a ``service``."""
+
+    type: Literal["none", "user", "service"] = "none"
+    subject: str = ""
+    #: plugin ids a service principal is limited to; ``None`` means unrestricted
+    access_restrictions: list[str] | None = None
+    ownership_refs: list[str] = []
+
+
+NO_PRINCIPAL = Principal()
+
+
+class AuthPolicy(msgspec.Struct, frozen=True, array_like=True):
+    """A path prefix (relative to the plugin mount) opened with ``allow``."""
+
+    path: str
+    allow: Literal["unauthenticated", "user-cookie"]
+
+
+class Hello(_Msg, tag=0):
+    """First message on every connection: who the sender is, and which version it speaks."""
+
+    version: int
+    role: Literal["worker", "gateway", "supervisor"]
+    plugin_id: str = ""
+    worker_id: str = ""
+    pid: int = 0
+    policies: list[AuthPolicy] = []
+
+
+class RequestHead(_Msg, tag=1):
+    """Start of a request stream (gateway -> worker); small bodies travel inline."""
+
+    stream: int
+    method: str
+    path: str
+    query: bytes
+    headers: Headers
+    client: tuple[str, int] | None
+    scheme: str
+    principal: Principal
+    body: bytes = b""
+    more_body: bool = False
+    root_path: str = ""
+    http_version: str = "1.1"
+
+
+class RequestBody(_Msg, tag=2):
+    """A chunk of the request body (gateway -> worker)."""
+
+    stream: int
+    data: bytes
+    more: bool
+
+
+class ResponseHead(_Msg, tag=3):
+    """Status and headers (worker -> gateway); small bodies travel inline."""
+
+    stream: int
+    status: int
+    headers: Headers
+    body: bytes = b""
+    more_body: bool = False
+
+
+class ResponseBody(_Msg, tag=4):
+    """A chunk of the response body (worker -> gateway)."""
+
+    stream: int
+    data: bytes
+    more: bool
+
+
+class End(_Msg, tag=5):
+    """The stream is abandoned by the sender (client gone, deadline passed)."""
+
+    stream: int
+
+
+class Error(_Msg, tag=6):
+    """A failure: of a stream (``stream`` > 0) or of the connection (``stream`` == 0)."""
+
+    stream: int
+    name: str
+    message: str
+    stack: str = ""
+
+
+class Credit(_Msg, tag=7):
+    """Flow control: the receiver has consumed ``chunks`` more body chunks of ``stream``."""
+
+    stream: int
+    chunks: int
+
+
+class Heartbeat(_Msg, tag=8):
+    """Liveness, both ways between supervisor and worker."""
+
+    sent_at: float
+
+
+class Shutdown(_Msg, tag=9):
+    """Stop taking new work, finish in-flight requests within ``grace`` seconds, exit."""
+
+    grace: float
+
+
+class PluginState(msgspec.Struct, frozen=True, array_like=True):
+    """What a gateway needs to know of one plugin."""
+
+    id: str
+    state: Literal["starting", "ready", "degraded", "failed", "stopping"]
+    policies: list[AuthPolicy]
+    workers: list[str]
+    reason: str = ""
+
+
+class WorkerTable(_Msg, tag=10):
+    """The supervisor's view of every plugin, published to gateways on each change."""
+
+    generation: int
+    plugins: list[PluginState]
+    accepting: bool
+
+
+Message = Union[
+    Hello,
+    RequestHead,
+    RequestBody,
+    ResponseHead,
+    ResponseBody,
+    End,
+    Error,
+    Credit,
+    Heartbeat,
+    Shutdown,
+    WorkerTable,
+]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)  # type: ignore[arg-type]
+
+encode = _encoder.encode
+
+
+def decode(frame: bytes | memoryview) -> Message:
+    """Decode one frame, raising ``ProtocolError`` with a readable reason."""
+    try:
+        return _decoder.decode(frame)  # type: ignore[no-any-return]
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(
+            f"undecodable frame ({exc}); is the peer speaking protocol version {PROTOCOL_VERSION}?"
+        ) from exc
+
+
+def check_hello(msg: Message) -> Hello:
+    """Return ``msg`` if it is a ``Hello`` of our version, else raise ``ProtocolError``."""
+    if not isinstance(msg, Hello):
+        raise ProtocolError(f"expected Hello first, got {type(msg).__name__}")
+    if msg.version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version mismatch: peer {msg.role} {msg.worker_id or ''} speaks "
+            f"version {msg.version}, this side speaks {PROTOCOL_VERSION}"
+        )
+    return msg

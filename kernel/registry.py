@@ -1,0 +1,184 @@
+"""Finding installed plugins and service providers, and validating them before anything runs."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from kernel import hookspecs
+from kernel.container import check_dependencies
+from kernel.plugin import BackendPlugin, PluginDeclarationError
+from kernel.service import ServiceFactory
+
+ENTRY_POINT_GROUP = "kernel.plugins"
+#: built-in providers, registered first through the same hooks as any package
+DEFAULT_PROVIDERS = ("services.defaults",)
+#: services the kernel hands to the container itself
+PRESET_SERVICES = ("core.rootConfig", "core.pluginMetadata", "core.httpRouter")
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A backend plugin found through an entry point."""
+
+    id: str
+    entry_point: str  # "name = module:attr"
+    distribution: str
+    version: str
+    module: str
+    plugin: BackendPlugin = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A plugin or provider that could not be loaded, and why."""
+
+    name: str  # plugin id when known, else the entry point name
+    distribution: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"plugin '{self.name}' from package '{self.distribution}': {self.reason}"
+
+
+@dataclass
+class Registry:
+    plugins: dict[str, PluginEntry] = field(default_factory=dict)
+    factories: dict[str, ServiceFactory] = field(default_factory=dict)
+    failures: list[LoadFailure] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+    provider_eps: list[str] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+
+
+def _dist_of(ep: EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    return (dist.name, dist.version) if dist is not None else ("<unknown>", "")
+
+
+def _module_of(value: str) -> str:
+    return value.split(":", 1)[0].strip()
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def ep_key(ep: EntryPoint) -> str:
+    return f"{ep.name} = {ep.value}"
+
+
+def load_registry(
+    only: Iterable[str] | None = None,
+    default_providers: Iterable[str] = DEFAULT_PROVIDERS,
+) -> Registry:
+    """Load the entry points of ``kernel.plugins``; ``only`` limits them by ``ep_key``.
+
+    A worker passes its own plugin's key and the providers' keys: other
+    packages' plugins are not its to import. Nothing raises: each problem
+    becomes a ``LoadFailure`` naming plugin and package.
+    """
+    reg = Registry(manager=new_manager())
+    pm = reg.manager
+    assert pm is not None
+    for name in default_providers:
+        pm.register(importlib.import_module(name), name=name)
+        reg.providers.append(name)
+    wanted = set(only) if only is not None else None
+    eps = entry_points(group=ENTRY_POINT_GROUP)
+    for ep in sorted(eps, key=lambda e: (e.dist.name if e.dist else "", e.name)):
+        dist, version = _dist_of(ep)
+        if wanted is not None and ep_key(ep) not in wanted:
+            continue
+        try:
+            obj = ep.load()
+        except PluginDeclarationError as exc:
+            reg.failures.append(LoadFailure(ep.name, dist, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - any import-time error is the package's fault
+            reg.failures.append(
+                LoadFailure(ep.name, dist, f"import of '{ep.value}' failed: {type(exc).__name__}: {exc}")
+            )
+            continue
+        if isinstance(obj, BackendPlugin):
+            _add_plugin(reg, ep, obj, dist, version)
+        elif _implements_hooks(pm, obj):
+            pm.register(obj, name=f"{dist}:{ep.name}")
+            reg.providers.append(f"{dist}:{ep.name}")
+            reg.provider_eps.append(ep_key(ep))
+        else:
+            reg.failures.append(
+                LoadFailure(
+                    ep.name,
+                    dist,
+                    f"entry point '{ep.value}' is neither a BackendPlugin nor a module "
+                    "implementing kernel hooks",
+                )
+            )
+    reg.factories = collect_factories(pm)
+    problems = check_dependencies(
+        reg.factories, [(p.id, p.plugin.deps) for p in reg.plugins.values()], PRESET_SERVICES
+    )
+    for line in problems:
+        culprit = next((p for p in reg.plugins.values() if f"plugin '{p.id}'" in line), None)
+        if culprit is not None:
+            reg.plugins.pop(culprit.id, None)
+            reg.failures.append(LoadFailure(culprit.id, culprit.distribution, line))
+        else:
+            reg.failures.append(LoadFailure("<services>", "<services>", line))
+    return reg
+
+
+def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, version: str) -> None:
+    if obj.init_fn is None:
+        reg.failures.append(LoadFailure(obj.id, dist, "plugin declares no init (use @plugin.init)"))
+        return
+    other = reg.plugins.get(obj.id)
+    if other is not None:
+        reg.failures.append(
+            LoadFailure(
+                obj.id,
+                dist,
+                f"duplicate plugin id '{obj.id}': also provided by package '{other.distribution}'",
+            )
+        )
+        reg.plugins.pop(obj.id)
+        return
+    reg.plugins[obj.id] = PluginEntry(
+        obj.id, ep_key(ep), dist, version, _module_of(ep.value), obj
+    )
+
+
+def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:
+    names = {"kernel_provide_services", "kernel_register_routes"}
+    return any(callable(getattr(obj, n, None)) for n in names)
+
+
+def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
+    """Service factories by ref id; a provider registered later overrides an earlier one."""
+    factories: dict[str, ServiceFactory] = {}
+    for impl in pm.hook.kernel_provide_services.get_hookimpls():
+        for factory in impl.function() or ():
+            if not isinstance(factory, ServiceFactory):
+                raise TypeError(f"{impl.plugin_name}: kernel_provide_services returned {factory!r}")
+            factories[factory.service.id] = ServiceFactory(
+                factory.service, factory.factory, factory.deps, impl.plugin_name
+            )
+    return factories
+
+
+def split_failures(
+    failures: Iterable[LoadFailure], policy_for: Callable[[str], str]
+) -> tuple[list[LoadFailure], list[LoadFailure]]:
+    """(fatal, tolerated) according to each plugin's boot-failure policy."""
+    fatal, tolerated = [], []
+    for f in failures:
+        (tolerated if policy_for(f.name) == "continue" else fatal).append(f)
+    return fatal, tolerated

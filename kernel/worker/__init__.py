@@ -1,0 +1,1 @@
+"""The worker runtime: one plugin's routes and services, served over ZeroMQ."""
