@@ -72,6 +72,64 @@ class Lifecycle(Protocol):
     def add_shutdown_hook(self, hook: Callable[[], Any], *, label: str = "") -> None: ...
 
 
+class CacheService(Protocol):
+    """Per-plugin key/value cache; values must be JSON-compatible."""
+
+    async def get(self, key: str) -> Any | None: ...
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    def with_options(self, *, default_ttl: float | None = None) -> CacheService: ...
+
+
+class Database(Protocol):
+    """An async connection pool to the plugin's own database."""
+
+    dialect: str  # "sqlite" | "postgres"
+
+    async def execute(self, sql: str, *params: Any) -> int: ...
+    async def fetch_all(self, sql: str, *params: Any) -> list[dict[str, Any]]: ...
+    async def fetch_one(self, sql: str, *params: Any) -> dict[str, Any] | None: ...
+    async def fetch_val(self, sql: str, *params: Any) -> Any: ...
+    def transaction(self) -> Any: ...  # async context manager yielding a Database
+
+
+class DatabaseService(Protocol):
+    """The plugin's isolated database, with ordered per-plugin migrations applied once."""
+
+    async def get_client(self) -> Database: ...
+    async def migrate(self, migrations: Sequence[tuple[str, str]]) -> list[str]: ...
+
+
+class Discovery(Protocol):
+    """Where a plugin's API lives, for other plugins and for the outside world."""
+
+    async def get_base_url(self, plugin_id: str) -> str: ...
+    async def get_external_base_url(self, plugin_id: str) -> str: ...
+
+
+class Scheduler(Protocol):
+    """Runs tasks on a cron or fixed frequency, locally or once across all instances."""
+
+    async def schedule_task(
+        self,
+        id: str,
+        fn: Callable[[], Awaitable[None]],
+        *,
+        frequency: str | float,
+        timeout: float,
+        initial_delay: float = 0.0,
+        scope: Literal["global", "local"] = "global",
+    ) -> None: ...
+    async def trigger_task(self, id: str) -> None: ...
+    async def list_tasks(self) -> list[dict[str, Any]]: ...
+
+
+class Health(Protocol):
+    """Lets a plugin contribute a readiness check."""
+
+    def add_readiness_check(self, check: Callable[[], Awaitable[bool]], *, label: str = "") -> None: ...
+
+
 class _CoreServices:
     """Service refs of the core services, by the names plugin authors know."""
 
@@ -82,6 +140,11 @@ class _CoreServices:
     http_router: ServiceRef[HttpRouter] = ServiceRef("core.httpRouter", "plugin")
     plugin_metadata: ServiceRef[PluginMetadata] = ServiceRef("core.pluginMetadata", "plugin")
     lifecycle: ServiceRef[Lifecycle] = ServiceRef("core.lifecycle", "plugin")
+    cache: ServiceRef[CacheService] = ServiceRef("core.cache", "plugin")
+    database: ServiceRef[DatabaseService] = ServiceRef("core.database", "plugin")
+    discovery: ServiceRef[Discovery] = ServiceRef("core.discovery", "plugin")
+    scheduler: ServiceRef[Scheduler] = ServiceRef("core.scheduler", "plugin")
+    health: ServiceRef[Health] = ServiceRef("core.health", "plugin")
 
 
 core_services = _CoreServices()

@@ -7,7 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from kernel.core_services import Logger
+from kernel.core_services import Logger, PluginMetadata, core_services
+from kernel.service import create_service_factory
 
 
 class LifecycleHooks:
@@ -43,3 +44,19 @@ class LifecycleHooks:
                 self._logger.error(f"{phase} hook {name} of {self._owner} timed out after {timeout}s")
             except Exception:  # noqa: BLE001
                 self._logger.exception(f"{phase} hook {name} of {self._owner} failed")
+
+
+@create_service_factory(core_services.root_lifecycle, {"logger": core_services.root_logger})
+def _root_lifecycle(logger: Logger) -> LifecycleHooks:
+    return LifecycleHooks(logger, "root")
+
+
+@create_service_factory(
+    core_services.lifecycle,
+    {"logger": core_services.logger, "meta": core_services.plugin_metadata},
+)
+def _lifecycle(logger: Logger, meta: PluginMetadata) -> LifecycleHooks:
+    return LifecycleHooks(logger, f"plugin '{meta.plugin_id}'")
+
+
+FACTORIES = [_root_lifecycle, _lifecycle]

@@ -9,6 +9,9 @@ import sys
 import time
 from typing import Any
 
+from kernel.core_services import Logger, PluginMetadata, core_services
+from kernel.service import create_service_factory
+
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -89,3 +92,16 @@ def configure(level: str = "info", fmt: str | None = None) -> None:
 
 def plugin_logger(plugin_id: str) -> PluginLogger:
     return PluginLogger(logging.getLogger(f"kernel.plugin.{plugin_id}"), {"plugin": plugin_id})
+
+
+@create_service_factory(core_services.root_logger)
+def _root_logger() -> Logger:
+    return PluginLogger(logging.getLogger("kernel"), {"plugin": "root"})
+
+
+@create_service_factory(core_services.logger, {"meta": core_services.plugin_metadata})
+def _logger(meta: PluginMetadata) -> Logger:
+    return plugin_logger(meta.plugin_id)
+
+
+FACTORIES = [_root_logger, _logger]

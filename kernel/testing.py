@@ -1,0 +1,145 @@
+"""Helpers for testing plugins and the kernel with real processes and real sockets.
+
+``make_package`` writes an installed-looking package (a ``.dist-info`` with
+entry points, plus its modules) into a directory that goes on ``PYTHONPATH``;
+``KernelProcess`` runs ``kernel serve`` on a free port and waits for readiness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+READINESS = "/.kernel/health/v1/readiness"
+
+
+def make_package(
+    site: Path,
+    dist: str,
+    modules: Mapping[str, str],
+    entry_points: Mapping[str, str],
+    version: str = "0.1.0",
+) -> Path:
+    """Write modules and a ``<dist>-<version>.dist-info`` registering ``kernel.plugins`` entry points."""
+    site.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        path = site / (name.replace(".", "/") + ".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    eps = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[kernel.plugins]\n{eps}\n")
+    return site
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class KernelProcess:
+    """``kernel serve`` in a subprocess with a config dict and extra import paths."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        paths: Sequence[Path | str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+    ) -> None:
+        self.port = free_port()
+        cfg: dict[str, Any] = json.loads(json.dumps(config or {}))
+        backend = cfg.setdefault("backend", {})
+        backend.setdefault("listen", {}).update({"host": "127.0.0.1", "port": self.port})
+        self._dir = tempfile.mkdtemp(prefix="kernel-test-")
+        self.config_path = Path(self._dir) / "app-config.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg))
+        self.paths = [str(p) for p in paths]
+        self.extra_env = dict(env or {})
+        self.cwd = cwd
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = Path(self._dir) / "kernel.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 20.0) -> KernelProcess:
+        env = {**os.environ, **self.extra_env}
+        if self.paths:
+            env["PYTHONPATH"] = os.pathsep.join([*self.paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kernel.cli", "serve", "--config", str(self.config_path)],
+            env=env,
+            cwd=self.cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(self.url + READINESS, timeout=2) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def wait_ready(self, timeout: float = 20.0, status: int = 200) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"kernel exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                code, body = self.readiness()
+                last = (code, body)
+                if code == status:
+                    return body
+            except (OSError, ValueError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise TimeoutError(f"kernel not ready (last: {last}):\n{self.output()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> KernelProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

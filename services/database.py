@@ -1,0 +1,7 @@
+"""The database service (default implementation)."""
+
+from __future__ import annotations
+
+from kernel.service import ServiceFactory
+
+FACTORIES: list[ServiceFactory] = []
