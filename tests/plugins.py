@@ -1,0 +1,129 @@
+"""Source of the plugin packages the tests install (as real dist-info + modules on PYTHONPATH)."""
+
+ECHO = '''
+import asyncio, base64, hashlib, os
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from kernel.api import InputError, core_services, create_plugin, principal_of
+
+plugin = create_plugin("echo")
+
+
+@plugin.init(router=core_services.http_router)
+async def init(router):
+    async def echo(request: Request):
+        body = await request.body()
+        return JSONResponse({
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]],
+            "body": base64.b64encode(body).decode(),
+            "principal": principal_of(request).subject,
+        })
+
+    async def pid(request):
+        return JSONResponse({"pid": os.getpid()})
+
+    async def sleep(request):
+        await asyncio.sleep(float(request.query_params["s"]))
+        return JSONResponse({"slept": float(request.query_params["s"]), "pid": os.getpid()})
+
+    async def boom(request):
+        raise RuntimeError("kaboom")
+
+    async def bad_input(request):
+        raise InputError("the frobnicator is missing")
+
+    async def stream(request):
+        chunk = b"x" * 65536
+        n = int(float(request.query_params["mb"]) * 16)
+
+        async def gen():
+            for _ in range(n):
+                yield chunk
+
+        return StreamingResponse(gen(), media_type="application/octet-stream")
+
+    async def upload(request):
+        h, size = hashlib.sha256(), 0
+        async for part in request.stream():
+            h.update(part)
+            size += len(part)
+        return JSONResponse({"size": size, "sha256": h.hexdigest()})
+
+    async def whoami(request):
+        p = principal_of(request)
+        return JSONResponse({"type": p.type, "subject": p.subject})
+
+    for path, fn, methods in [
+        ("/echo/{rest:path}", echo, ["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        ("/pid", pid, ["GET"]),
+        ("/sleep", sleep, ["GET"]),
+        ("/boom", boom, ["GET"]),
+        ("/input", bad_input, ["GET"]),
+        ("/stream", stream, ["GET"]),
+        ("/upload", upload, ["POST"]),
+        ("/private/whoami", whoami, ["GET"]),
+    ]:
+        router.add_route(path, fn, methods=methods)
+    for open_path in ("/echo", "/pid", "/sleep", "/boom", "/input", "/stream", "/upload"):
+        router.add_auth_policy(open_path, allow="unauthenticated")
+'''
+
+# A second plugin whose routes are protected (secure by default) except /ping.
+OTHER = '''
+import os
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin, principal_of
+
+plugin = create_plugin("other")
+
+
+@plugin.init(router=core_services.http_router)
+def init(router):
+    async def ping(request):
+        return JSONResponse({"pong": True, "pid": os.getpid()})
+
+    async def whoami(request):
+        p = principal_of(request)
+        return JSONResponse({"type": p.type, "subject": p.subject})
+
+    router.add_route("/ping", ping)
+    router.add_route("/whoami", whoami)
+    router.add_auth_policy("/ping", allow="unauthenticated")
+'''
+
+CRASHY = '''
+import os
+from kernel.api import core_services, create_plugin
+
+plugin = create_plugin("crashy")
+
+
+@plugin.init(router=core_services.http_router)
+def init(router):
+    os._exit(7)  # dies at start, every time
+'''
+
+BAD_ID = '''
+from kernel.api import create_plugin
+
+plugin = create_plugin("Bad_Id")
+'''
+
+IMPORT_ERROR = '''
+import this_module_does_not_exist
+'''
+
+UNKNOWN_DEP = '''
+from kernel.api import core_services, create_plugin, create_service_ref
+
+plugin = create_plugin("needy")
+frobnicator = create_service_ref("acme.frobnicator")
+
+
+@plugin.init(router=core_services.http_router, frob=frobnicator)
+def init(router, frob):
+    pass
+'''
