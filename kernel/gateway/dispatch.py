@@ -47,11 +47,11 @@ class ApiDispatcher:
             raise NotFoundError(f"No plugin with id '{plugin_id}'")
         if not self.pool.accepting:
             raise ServiceUnavailableError("The server is shutting down")
+        worker = route.pick()
+        if worker is None:  # before auth: a plugin never started has no known policies
+            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
         headers = scope["headers"]
         principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
-        worker = route.pick()
-        if worker is None:
-            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
         declared = _content_length(headers)
         if declared is not None and declared > self.max_body:
             raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
