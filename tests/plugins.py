@@ -29,6 +29,11 @@ async def init(router):
         await asyncio.sleep(float(request.query_params["s"]))
         return JSONResponse({"slept": float(request.query_params["s"]), "pid": os.getpid()})
 
+    async def block(request):
+        import time
+        time.sleep(float(request.query_params["s"]))  # blocks the event loop: a hung worker
+        return JSONResponse({"pid": os.getpid()})
+
     async def boom(request):
         raise RuntimeError("kaboom")
 
@@ -61,13 +66,14 @@ async def init(router):
         ("/pid", pid, ["GET"]),
         ("/sleep", sleep, ["GET"]),
         ("/boom", boom, ["GET"]),
+        ("/block", block, ["GET"]),
         ("/input", bad_input, ["GET"]),
         ("/stream", stream, ["GET"]),
         ("/upload", upload, ["POST"]),
         ("/private/whoami", whoami, ["GET"]),
     ]:
         router.add_route(path, fn, methods=methods)
-    for open_path in ("/echo", "/pid", "/sleep", "/boom", "/input", "/stream", "/upload"):
+    for open_path in ("/echo", "/pid", "/sleep", "/block", "/boom", "/input", "/stream", "/upload"):
         router.add_auth_policy(open_path, allow="unauthenticated")
 '''
 

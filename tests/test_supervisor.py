@@ -136,3 +136,50 @@ def test_replicas_share_the_load(site: Path) -> None:
         for t in threads:
             t.join()
         assert len(set(pids)) == 2
+
+
+def test_a_hung_worker_is_killed_and_replaced(kernel: KernelProcess, client: httpx.Client) -> None:
+    pid = client.get("/api/echo/pid").json()["pid"]
+    resp = client.get("/api/echo/block", params={"s": 60})
+    assert resp.status_code in (503, 504)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        r = client.get("/api/echo/pid")
+        if r.status_code == 200 and r.json()["pid"] != pid:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the hung worker was not replaced")
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "stopped answering" in kernel.output()
+
+
+def test_two_gateways_share_the_workers_and_survive_each_other(site: Path) -> None:
+    config = base_config(processes=2)
+    with KernelProcess(config, paths=[site]) as k, httpx.Client(base_url=k.url, timeout=10) as c:
+        assert k.proc is not None
+        gateways = [p for p in psutil.Process(k.proc.pid).children() if "kernel.gateway" in " ".join(p.cmdline())]
+        assert len(gateways) == 2
+        pids = {c.get("/api/echo/pid", headers={"Connection": "close"}).json()["pid"] for _ in range(20)}
+        assert len(pids) == 1  # one echo worker behind both gateways
+        gateways[0].kill()
+        ok = 0
+        for _ in range(20):
+            try:
+                ok += c.get("/api/other/ping", headers={"Connection": "close"}).status_code == 200
+            except httpx.TransportError:
+                pass
+        assert ok >= 15
+        deadline = time.monotonic() + 10
+        while True:
+            now = [p for p in psutil.Process(k.proc.pid).children() if "kernel.gateway" in " ".join(p.cmdline())]
+            if len(now) == 2:
+                break
+            assert time.monotonic() < deadline, "the dead gateway was not restarted"
+            time.sleep(0.1)
+
+
+def test_development_mode_shows_stack_traces(site: Path) -> None:
+    with KernelProcess(base_config(), paths=[site], env={"KERNEL_ENV": "development"}) as k:
+        body = httpx.get(k.url + "/api/echo/boom").json()
+        assert "RuntimeError: kaboom" in body["error"]["stack"]
