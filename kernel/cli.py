@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from kernel.cli_config import register as register_config_commands
 from kernel.config import Config, ConfigError, load_config
 from kernel.registry import Registry, load_registry, split_failures
 from kernel.settings import Settings, read_settings
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = sub.add_parser("plugins", help="list the installed plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(func=cmd_plugins)
+    register_config_commands(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -25,6 +25,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def kernel_provide_services() -> Sequence[ServiceFactory]:
     """Provide service implementations; a package loaded later overrides one loaded earlier."""
+    raise NotImplementedError
 
 
 @hookspec

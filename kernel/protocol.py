@@ -46,7 +46,7 @@ class AuthPolicy(msgspec.Struct, frozen=True, array_like=True):
     allow: Literal["unauthenticated", "user-cookie"]
 
 
-class Hello(_Msg, tag=0):
+class Hello(_Msg, tag=0, frozen=True):
     """First message on every connection: who the sender is, and which version it speaks."""
 
     version: int
@@ -57,7 +57,7 @@ class Hello(_Msg, tag=0):
     policies: list[AuthPolicy] = []
 
 
-class RequestHead(_Msg, tag=1):
+class RequestHead(_Msg, tag=1, frozen=True):
     """Start of a request stream (gateway -> worker); small bodies travel inline."""
 
     stream: int
@@ -74,7 +74,7 @@ class RequestHead(_Msg, tag=1):
     http_version: str = "1.1"
 
 
-class RequestBody(_Msg, tag=2):
+class RequestBody(_Msg, tag=2, frozen=True):
     """A chunk of the request body (gateway -> worker)."""
 
     stream: int
@@ -82,7 +82,7 @@ class RequestBody(_Msg, tag=2):
     more: bool
 
 
-class ResponseHead(_Msg, tag=3):
+class ResponseHead(_Msg, tag=3, frozen=True):
     """Status and headers (worker -> gateway); small bodies travel inline."""
 
     stream: int
@@ -92,7 +92,7 @@ class ResponseHead(_Msg, tag=3):
     more_body: bool = False
 
 
-class ResponseBody(_Msg, tag=4):
+class ResponseBody(_Msg, tag=4, frozen=True):
     """A chunk of the response body (worker -> gateway)."""
 
     stream: int
@@ -100,13 +100,13 @@ class ResponseBody(_Msg, tag=4):
     more: bool
 
 
-class End(_Msg, tag=5):
+class End(_Msg, tag=5, frozen=True):
     """The stream is abandoned by the sender (client gone, deadline passed)."""
 
     stream: int
 
 
-class Error(_Msg, tag=6):
+class Error(_Msg, tag=6, frozen=True):
     """A failure: of a stream (``stream`` > 0) or of the connection (``stream`` == 0)."""
 
     stream: int
@@ -115,20 +115,20 @@ class Error(_Msg, tag=6):
     stack: str = ""
 
 
-class Credit(_Msg, tag=7):
+class Credit(_Msg, tag=7, frozen=True):
     """Flow control: the receiver has consumed ``chunks`` more body chunks of ``stream``."""
 
     stream: int
     chunks: int
 
 
-class Heartbeat(_Msg, tag=8):
+class Heartbeat(_Msg, tag=8, frozen=True):
     """Liveness, both ways between supervisor and worker."""
 
     sent_at: float
 
 
-class Shutdown(_Msg, tag=9):
+class Shutdown(_Msg, tag=9, frozen=True):
     """Stop taking new work, finish in-flight requests within ``grace`` seconds, exit."""
 
     grace: float
@@ -144,7 +144,7 @@ class PluginState(msgspec.Struct, frozen=True, array_like=True):
     reason: str = ""
 
 
-class WorkerTable(_Msg, tag=10):
+class WorkerTable(_Msg, tag=10, frozen=True):
     """The supervisor's view of every plugin, published to gateways on each change."""
 
     generation: int
@@ -167,7 +167,7 @@ Message = Union[
 ]
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Message)  # type: ignore[arg-type]
+_decoder = msgspec.msgpack.Decoder(Message)
 
 encode = _encoder.encode
 

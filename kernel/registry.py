@@ -165,7 +165,8 @@ def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
     """Service factories by ref id; a provider registered later overrides an earlier one."""
     factories: dict[str, ServiceFactory] = {}
     for impl in pm.hook.kernel_provide_services.get_hookimpls():
-        for factory in impl.function() or ():
+        provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
+        for factory in provided:
             if not isinstance(factory, ServiceFactory):
                 raise TypeError(f"{impl.plugin_name}: kernel_provide_services returned {factory!r}")
             factories[factory.service.id] = ServiceFactory(
@@ -178,7 +179,8 @@ def split_failures(
     failures: Iterable[LoadFailure], policy_for: Callable[[str], str]
 ) -> tuple[list[LoadFailure], list[LoadFailure]]:
     """(fatal, tolerated) according to each plugin's boot-failure policy."""
-    fatal, tolerated = [], []
+    fatal: list[LoadFailure] = []
+    tolerated: list[LoadFailure] = []
     for f in failures:
         (tolerated if policy_for(f.name) == "continue" else fatal).append(f)
     return fatal, tolerated

@@ -13,12 +13,12 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True
     pass
 
 
-class Listen(_S):
+class Listen(_S, frozen=True):
     host: str = "0.0.0.0"
     port: int = 7007
 
 
-class GatewaySettings(_S):
+class GatewaySettings(_S, frozen=True):
     processes: int = 1
     server: Literal["hypercorn", "uvicorn"] = "hypercorn"
     request_timeout: float = 30.0
@@ -26,11 +26,11 @@ class GatewaySettings(_S):
     mount: str = "/api"
 
 
-class PluginWorkers(_S):
+class PluginWorkers(_S, frozen=True):
     replicas: int | None = None
 
 
-class WorkerSettings(_S):
+class WorkerSettings(_S, frozen=True):
     replicas: int = 1
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 5.0
@@ -43,11 +43,11 @@ class WorkerSettings(_S):
     plugins: dict[str, PluginWorkers] = {}
 
 
-class BootPolicy(_S):
+class BootPolicy(_S, frozen=True):
     on_plugin_boot_failure: Literal["abort", "continue"] = "abort"
 
 
-class Startup(_S):
+class Startup(_S, frozen=True):
     default: BootPolicy = BootPolicy()
     plugins: dict[str, BootPolicy] = {}
 

@@ -293,7 +293,7 @@ class Supervisor:
     # -- main ------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(self.control_endpoint)

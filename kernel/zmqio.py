@@ -27,7 +27,8 @@ class LoopSocket:
         self._loop = asyncio.get_running_loop()
         self._scheduled = False
         self._closed = False
-        self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._fd: int = sock.FD
+        self._loop.add_reader(self._fd, self._drain)
         self._loop.call_soon(self._drain)
 
     def send(self, frames: list[bytes]) -> None:
@@ -64,7 +65,7 @@ class LoopSocket:
             return
         self._closed = True
         try:
-            self._loop.remove_reader(self.sock.getsockopt(zmq.FD))
+            self._loop.remove_reader(self._fd)
         except Exception:  # noqa: BLE001 - loop may be closing
             pass
         self.sock.close(linger)

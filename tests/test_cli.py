@@ -95,3 +95,12 @@ def test_bad_config_is_a_readable_startup_error(tmp_path: Path) -> None:
     assert "backend.gateway.processes" in proc.stderr
     missing = _run(["serve", "--config", str(tmp_path / "nope.yaml")], [])
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_abort_policy_stops_the_kernel_when_a_worker_cannot_boot(tmp_path: Path, site: Path) -> None:
+    make_package(tmp_path, "kernel-test-crashy", {"test_crashy": plugins.CRASHY}, {"crashy": "test_crashy:plugin"})
+    k = KernelProcess(base_config(), paths=[site, tmp_path]).start(wait=False)
+    assert k.proc is not None
+    assert k.proc.wait(20) == 1
+    assert "plugin 'crashy' (package 'kernel-test-crashy') failed to start: worker exit code 7" in k.output()
+    k.stop()

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import msgspec
 
@@ -63,7 +64,7 @@ async def serve(spec: GatewaySpec) -> int:
     return 0
 
 
-async def _hypercorn(app: object, spec: GatewaySpec, stop: asyncio.Event) -> None:
+async def _hypercorn(app: Any, spec: GatewaySpec, stop: asyncio.Event) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -72,10 +73,10 @@ async def _hypercorn(app: object, spec: GatewaySpec, stop: asyncio.Event) -> Non
     config.accesslog = None
     config.errorlog = logging.getLogger("kernel.gateway.http")
     config.graceful_timeout = 1.0
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
 
 
-async def _uvicorn(app: object, spec: GatewaySpec, stop: asyncio.Event) -> None:
+async def _uvicorn(app: Any, spec: GatewaySpec, stop: asyncio.Event) -> None:
     import uvicorn
 
     config = uvicorn.Config(

@@ -134,7 +134,7 @@ class WorkerPool:
         self._links: dict[str, WorkerLink] = {}
         self._next = 0
         self._on_shutdown = on_shutdown
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.router: LoopSocket | None = None
         self.control: LoopSocket | None = None
 

@@ -14,8 +14,9 @@ log = logging.getLogger("kernel.gateway")
 
 
 def request_url(scope: Scope) -> str:
-    qs = scope.get("query_string", b"")
-    return scope.get("path", "") + ("?" + qs.decode("latin-1") if qs else "")
+    qs: bytes = scope.get("query_string", b"")
+    path: str = scope.get("path", "")
+    return path + ("?" + qs.decode("latin-1") if qs else "")
 
 
 async def send_error(
