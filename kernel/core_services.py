@@ -7,6 +7,7 @@ Implementations live in the ``services`` package and are provided through the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from kernel.service import ServiceRef
@@ -121,7 +122,7 @@ class Scheduler(Protocol):
         id: str,
         fn: Callable[[], Awaitable[None]],
         *,
-        frequency: str | float,
+        frequency: str | float | timedelta,
         timeout: float,
         initial_delay: float = 0.0,
         scope: Literal["global", "local"] = "global",

@@ -7,6 +7,7 @@ entry points, plus its modules) into a directory that goes on ``PYTHONPATH``;
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -25,6 +26,16 @@ from typing import Any
 import yaml
 
 READINESS = "/.kernel/health/v1/readiness"
+_RUNNING: list[KernelProcess] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that failed before ``stop()`` must not leave a kernel running."""
+    for k in _RUNNING:
+        if k.proc is not None and k.proc.poll() is None:
+            k.proc.kill()
+            k.proc.wait()
 
 
 def make_package(
@@ -95,6 +106,7 @@ class KernelProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        _RUNNING.append(self)
         if wait:
             self.wait_ready(timeout)
         return self
@@ -136,6 +148,8 @@ class KernelProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self in _RUNNING:
+            _RUNNING.remove(self)
         return self.proc.returncode
 
     def __enter__(self) -> KernelProcess:

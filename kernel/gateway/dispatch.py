@@ -92,19 +92,19 @@ class ApiDispatcher:
                 upload = asyncio.get_running_loop().create_task(
                     self._upload(stream, worker, receive, len(body))
                 )
+            # a timer, not wait_for: no extra task per request
+            timer = asyncio.get_running_loop().call_later(self.timeout, _expire, stream, plugin_id, self.timeout)
             try:
-                rhead = await asyncio.wait_for(stream.head, self.timeout)
-            except asyncio.TimeoutError:
-                raise GatewayTimeoutError(
-                    f"Plugin '{plugin_id}' did not answer within {self.timeout:g}s"
-                ) from None
+                rhead = await stream.head
             except WorkerGone as exc:
                 raise ServiceUnavailableError(str(exc)) from None
+            finally:
+                timer.cancel()
             await send({"type": "http.response.start", "status": rhead.status, "headers": rhead.headers})
             await send({"type": "http.response.body", "body": rhead.body, "more_body": rhead.more_body})
             more_out = rhead.more_body
             while more_out:
-                chunk = await asyncio.wait_for(stream.next_chunk(), self.timeout)
+                chunk = stream.chunks.popleft() if stream.chunks else await stream.next_chunk(self.timeout)
                 more_out = chunk.more
                 await send({"type": "http.response.body", "body": chunk.data, "more_body": more_out})
                 pool.send(worker, _credit(stream.id))
@@ -135,6 +135,10 @@ class ApiDispatcher:
                 return
             await stream.take_credit()
             self.pool.send(worker, encode(RequestBody(stream.id, data, more)))
+
+
+def _expire(stream: GatewayStream, plugin_id: str, timeout: float) -> None:
+    stream.fail(GatewayTimeoutError(f"Plugin '{plugin_id}' did not answer within {timeout:g}s"))
 
 
 def _abandon(pool: WorkerPool, stream: GatewayStream, worker: WorkerLink) -> None:

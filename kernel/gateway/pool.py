@@ -11,6 +11,7 @@ from typing import Any
 
 import zmq
 
+from kernel.errors import GatewayTimeoutError
 from kernel.protocol import (
     PROTOCOL_VERSION,
     AuthPolicy,
@@ -68,14 +69,23 @@ class GatewayStream:
             self.head.set_exception(exc)
         self._wake()
 
-    async def next_chunk(self) -> ResponseBody:
+    async def next_chunk(self, idle_timeout: float) -> ResponseBody:
+        """The next body chunk; a worker silent for ``idle_timeout`` seconds fails the stream."""
+        loop = asyncio.get_running_loop()
         while not self.chunks:
             if self.failure is not None:
                 raise self.failure
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-            self.waiter = None
+            self.waiter = loop.create_future()
+            timer = loop.call_later(idle_timeout, self._idle, idle_timeout)
+            try:
+                await self.waiter
+            finally:
+                timer.cancel()
+                self.waiter = None
         return self.chunks.popleft()
+
+    def _idle(self, timeout: float) -> None:
+        self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' sent nothing for {timeout:g}s"))
 
     async def take_credit(self) -> None:
         while self.credit <= 0:
