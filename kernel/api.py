@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from kernel.core_services import (
     HttpRouter,
@@ -45,6 +47,7 @@ __all__ = [
     "PluginMetadata",
     "Principal",
     "RootConfig",
+    "Secret",
     "ServiceFactory",
     "ServiceRef",
     "ServiceUnavailableError",
@@ -55,6 +58,10 @@ __all__ = [
     "hookimpl",
     "principal_of",
 ]
+
+
+#: a config schema field type whose value is redacted by ``kernel config print`` and in logs
+Secret = Annotated[str, msgspec.Meta(extra={"secret": True})]
 
 
 def principal_of(request: Any) -> Principal:

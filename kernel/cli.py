@@ -31,7 +31,7 @@ def _load(paths: list[str]) -> tuple[Config, Settings]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from kernel.supervisor import Supervisor, startup_failure_message
-    from services.logger import configure
+    from services.logger import configure, configure_from_config
 
     if args.dev:
         os.environ["KERNEL_ENV"] = "development"
@@ -43,6 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"kernel: config error: {exc}", file=sys.stderr)
         return 2
     reg = load_registry()
+    try:
+        configure_from_config(config, {p.id: p.plugin.config_schema for p in reg.plugins.values()})
+    except ConfigError as exc:
+        print(f"kernel: config error: {exc}", file=sys.stderr)
+        return 2
     fatal, tolerated = split_failures(reg.failures, settings.boot_policy)
     if fatal:
         print(startup_failure_message([str(f) for f in fatal]), file=sys.stderr)

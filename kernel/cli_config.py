@@ -71,7 +71,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             check(config)
         except ConfigError as exc:
-            errors.append(f"kernel: {exc}")
+            errors.append(str(exc))
     checked = 0
     for entry in sorted(_registry().plugins.values(), key=lambda e: e.id):
         schema = entry.plugin.config_schema

@@ -1,7 +1,131 @@
-"""The discovery service (default implementation)."""
+"""The discovery service: base URLs of plugins, from config (Backstage's HostDiscovery rules).
+
+* internal: ``http://<listen host>:<listen port><mount>/<pluginId>``; a wildcard listen
+  host (``0.0.0.0`` → ``127.0.0.1``, ``::`` or empty → ``localhost``) becomes a loopback name.
+* external: ``backend.baseUrl`` + mount + ``/<pluginId>`` (the internal URL when no baseUrl).
+* ``discovery.endpoints: [{target, plugins: [ids]}]`` overrides both for the listed plugins; the
+  first entry listing a plugin wins. ``target`` is a URL or ``{internal, external}`` (a missing
+  side keeps the default); ``{{pluginId}}`` in a target is replaced by the plugin id.
+* mount is ``backend.gateway.mount`` (default ``/api``); no URL ends with a slash.
+"""
 
 from __future__ import annotations
 
-from kernel.service import ServiceFactory
+import re
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import quote
 
-FACTORIES: list[ServiceFactory] = []
+import msgspec
+
+from kernel.config import Config, ConfigError
+from kernel.core_services import Discovery, RootConfig, core_services
+from kernel.service import ServiceFactory, create_service_factory
+
+__all__ = ["DiscoveryEndpoint", "EndpointTarget", "HostDiscovery", "read_discovery_endpoints"]
+
+_PLACEHOLDER: Final = re.compile(r"\{\{\s*pluginId\s*\}\}")
+_WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "::": "localhost", "": "localhost"}
+
+
+class EndpointTarget(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    internal: str | None = None
+    external: str | None = None
+
+
+class DiscoveryEndpoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    target: str | EndpointTarget
+    plugins: list[str]
+
+
+def read_discovery_endpoints(config: RootConfig | Config) -> list[DiscoveryEndpoint]:
+    """``discovery.endpoints``, validated; a mistake is a ``ConfigError`` naming the key."""
+    raw = config.get_optional("discovery.endpoints")
+    try:
+        return msgspec.convert(raw or [], list[DiscoveryEndpoint])
+    except msgspec.ValidationError as exc:
+        msg = str(exc).replace("`$", "`discovery.endpoints")
+        raise ConfigError(f"Invalid config under 'discovery.endpoints': {msg}") from None
+
+
+def _mount(value: str | None) -> str:
+    mount = (value if value is not None else "/api").strip().strip("/")
+    return f"/{mount}" if mount else ""
+
+
+def _internal_origin(config: RootConfig | Config) -> str:
+    host = config.get_optional_string("backend.listen.host")
+    host = "0.0.0.0" if host is None else host.strip()
+    host = _WILDCARD_HOSTS.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = config.get_optional_number("backend.listen.port")
+    return f"http://{host}:{int(port) if port is not None else 7007}"
+
+
+class HostDiscovery:
+    """A ``Discovery``: see the module doc. ``from_config`` reads the settings once."""
+
+    def __init__(
+        self, internal_base: str, external_base: str, endpoints: list[DiscoveryEndpoint] | None = None
+    ) -> None:
+        self._internal = internal_base.rstrip("/")
+        self._external = external_base.rstrip("/")
+        self._endpoints = list(endpoints or [])
+
+    @classmethod
+    def from_config(cls, config: RootConfig | Config) -> HostDiscovery:
+        mount = _mount(config.get_optional_string("backend.gateway.mount"))
+        internal = _internal_origin(config)
+        external = (config.get_optional_string("backend.baseUrl") or internal).strip().rstrip("/")
+        return cls(internal + mount, external + mount, read_discovery_endpoints(config))
+
+    def _target(self, plugin_id: str, side: str) -> str:
+        encoded = quote(plugin_id, safe="")
+        for endpoint in self._endpoints:
+            if plugin_id in endpoint.plugins:
+                target = endpoint.target
+                url = target if isinstance(target, str) else getattr(target, side)
+                if url is not None:
+                    return _PLACEHOLDER.sub(encoded, url).rstrip("/")
+                break
+        base = self._internal if side == "internal" else self._external
+        return f"{base}/{encoded}"
+
+    async def get_base_url(self, plugin_id: str) -> str:
+        """Where other plugins (and this one) reach ``plugin_id``'s API."""
+        return self._target(plugin_id, "internal")
+
+    async def get_external_base_url(self, plugin_id: str) -> str:
+        """Where the outside world reaches ``plugin_id``'s API."""
+        return self._target(plugin_id, "external")
+
+
+class _LiveDiscovery:
+    """Follows config reloads when the root config supports ``subscribe``."""
+
+    def __init__(self, config: RootConfig) -> None:
+        self._current = HostDiscovery.from_config(config)
+        subscribe: Callable[[Callable[[Config], None]], Any] | None = getattr(config, "subscribe", None)
+        if subscribe is not None:
+            subscribe(self._refresh)
+
+    def _refresh(self, config: Config) -> None:
+        try:
+            self._current = HostDiscovery.from_config(config)
+        except ConfigError:
+            pass  # keep the previous endpoints; `kernel config check` reports the mistake
+
+    async def get_base_url(self, plugin_id: str) -> str:
+        return await self._current.get_base_url(plugin_id)
+
+    async def get_external_base_url(self, plugin_id: str) -> str:
+        return await self._current.get_external_base_url(plugin_id)
+
+
+@create_service_factory(core_services.discovery, {"config": core_services.root_config})
+def _discovery(config: RootConfig) -> Discovery:
+    return _LiveDiscovery(config)
+
+
+FACTORIES: list[ServiceFactory] = [_discovery]

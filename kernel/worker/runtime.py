@@ -7,14 +7,15 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import zmq
 
-from kernel.config import Config, load_config
 from kernel.container import ServiceContainer
-from kernel.core_services import core_services
+from kernel.core_services import RootConfig, core_services
+from kernel.plugin import BackendPlugin
 from kernel.protocol import (
     PROTOCOL_VERSION,
     Credit,
@@ -57,6 +58,9 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     grace: float = 10.0
 
 
+Prepare = Callable[[RootConfig, BackendPlugin], list[str]]
+
+
 class BootError(Exception):
     """The plugin could not be started in this worker."""
 
@@ -83,7 +87,8 @@ class Worker:
         self._fatal: str | None = None
 
     # -- boot ------------------------------------------------------------------
-    async def boot(self, config: Config) -> None:
+    async def boot(self, config: RootConfig, prepare: Prepare | None = None) -> None:
+        """Load the plugin, build its services, run its init; ``prepare`` runs once it is known."""
         spec = self.spec
         reg = load_registry(only=spec.entry_points)
         if reg.failures:
@@ -91,6 +96,10 @@ class Worker:
         entry = reg.plugins.get(spec.plugin_id)
         if entry is None:
             raise BootError(f"plugin '{spec.plugin_id}' is not installed")
+        if prepare is not None:
+            problems = prepare(config, entry.plugin)
+            if problems:
+                raise BootError("; ".join(problems))
         self.container = ServiceContainer(
             reg.factories,
             spec.plugin_id,
@@ -291,11 +300,10 @@ class Worker:
                 os._exit(1)
 
 
-async def main(spec: WorkerSpec) -> int:
-    config = load_config(spec.config_paths)
+async def main(spec: WorkerSpec, config: RootConfig, prepare: Prepare | None = None) -> int:
     worker = Worker(spec)
-    await worker.boot(config)
-    ctx = zmq.Context()
+    await worker.boot(config, prepare)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     worker.connect(ctx)
     try:
         return await worker.run()
