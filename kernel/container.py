@@ -100,5 +100,9 @@ class ServiceContainer:
             cache[ref.id] = instance
             return instance
 
+    def cached(self, ref: ServiceRef[Any]) -> Any | None:
+        """The instance of ``ref`` if something already asked for it, else ``None``."""
+        return (self._root if ref.scope == "root" else self._plugin).get(ref.id)
+
     async def resolve(self, deps: Mapping[str, ServiceRef[Any]]) -> dict[str, Any]:
         return {name: await self.get(ref) for name, ref in deps.items()}

@@ -135,6 +135,9 @@ class Health(Protocol):
     """Lets a plugin contribute a readiness check."""
 
     def add_readiness_check(self, check: Callable[[], Awaitable[bool]], *, label: str = "") -> None: ...
+    async def failing_checks(self) -> list[str]:
+        """Labels of the checks that fail now (the kernel calls this)."""
+        ...
 
 
 class _CoreServices:

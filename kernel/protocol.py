@@ -123,9 +123,11 @@ class Credit(_Msg, tag=7, frozen=True):
 
 
 class Heartbeat(_Msg, tag=8, frozen=True):
-    """Liveness, both ways between supervisor and worker."""
+    """Liveness, both ways between supervisor and worker; a worker adds its own readiness."""
 
     sent_at: float
+    ready: bool = True
+    reason: str = ""
 
 
 class Shutdown(_Msg, tag=9, frozen=True):
@@ -142,6 +144,10 @@ class PluginState(msgspec.Struct, frozen=True, array_like=True):
     policies: list[AuthPolicy]
     workers: list[str]
     reason: str = ""
+    distribution: str = ""
+    version: str = ""
+    #: worker id -> "starting" | "ready" | "unready: <why>"
+    worker_states: dict[str, str] = {}
 
 
 class WorkerTable(_Msg, tag=10, frozen=True):

@@ -53,6 +53,7 @@ class Child:
     plugin_id: str = ""
     slot: int = 0
     ready: bool = False
+    unready: str = ""  # the worker's own readiness checks fail
     started: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
 
@@ -188,8 +189,10 @@ class Supervisor:
                 self.publish()
             else:
                 self._send(ident, self.table())
-        elif type(msg) is Heartbeat:
-            pass
+        elif type(msg) is Heartbeat and msg.reason != child.unready:
+            child.unready = msg.reason
+            log.warning("worker %s is %s", ident, f"unready ({msg.reason})" if msg.reason else "ready again")
+            self.publish()
 
     def _send(self, ident: str, msg: WorkerTable | Heartbeat | Shutdown | Error) -> None:
         if self.control is None:
@@ -202,12 +205,20 @@ class Supervisor:
     def table(self) -> WorkerTable:
         states = []
         for p in self.plugins.values():
-            workers = [c.ident for c in self.children.values() if c.kind == "worker" and c.plugin_id == p.id and c.ready]
-            state = p.state
+            mine = [c for c in self.children.values() if c.kind == "worker" and c.plugin_id == p.id]
+            workers = [c.ident for c in mine if c.ready and not c.unready]
+            detail = {c.ident: _worker_state(c) for c in mine}
+            state, reason = p.state, p.reason
             if state not in ("failed", "stopping"):
                 state = "ready" if len(workers) == p.replicas else ("degraded" if workers else "starting")
                 p.state = state
-            states.append(PluginState(p.id, state, p.policies, workers, p.reason))  # type: ignore[arg-type]
+                reason = next((c.unready for c in mine if c.unready), "")
+            states.append(
+                PluginState(
+                    p.id, state, p.policies, workers, reason,  # type: ignore[arg-type]
+                    p.entry.distribution, p.entry.version, detail,
+                )
+            )
         for pid, reason in self.failed_at_load.items():
             states.append(PluginState(pid, "failed", [], [], reason))
         return WorkerTable(self.generation, states, self.accepting)
@@ -363,6 +374,12 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(c.proc.poll() is None for c in children):
             await asyncio.sleep(0.05)
+
+
+def _worker_state(child: Child) -> str:
+    if not child.ready:
+        return "starting"
+    return f"unready: {child.unready}" if child.unready else "ready"
 
 
 def startup_failure_message(failures: list[str]) -> str:

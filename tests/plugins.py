@@ -133,3 +133,26 @@ frobnicator = create_service_ref("acme.frobnicator")
 def init(router, frob):
     pass
 '''
+
+# A plugin with its own readiness check, switched by a route.
+MOODY = '''
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin
+
+plugin = create_plugin("moody")
+state = {"ready": True}
+
+
+@plugin.init(router=core_services.http_router, health=core_services.health)
+def init(router, health):
+    async def check():
+        return state["ready"]
+
+    async def toggle(request):
+        state["ready"] = request.query_params["ready"] == "1"
+        return JSONResponse(state)
+
+    health.add_readiness_check(check, label="mood")
+    router.add_route("/toggle", toggle, methods=["POST"])
+    router.add_auth_policy("/", allow="unauthenticated")
+'''

@@ -138,6 +138,7 @@ class WorkerPool:
         self.endpoint = endpoint
         self.control_endpoint = control
         self.plugins: dict[str, PluginRoute] = {}
+        self.states: dict[str, PluginState] = {}
         self.accepting = False
         self.table_seen = False
         self.streams: dict[int, GatewayStream] = {}
@@ -258,6 +259,7 @@ class WorkerPool:
         gone = set(self._links) - set(links)
         self._links = links
         self.plugins = {p.id: PluginRoute(p, links) for p in table.plugins}
+        self.states = {p.id: p for p in table.plugins}
         self.accepting = table.accepting
         self.table_seen = True
         if gone:

@@ -85,6 +85,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._supervisor_seen = time.monotonic()
         self._fatal: str | None = None
+        self._unready = ""
 
     # -- boot ------------------------------------------------------------------
     async def boot(self, config: RootConfig, prepare: Prepare | None = None) -> None:
@@ -288,12 +289,26 @@ class Worker:
         for stream in list(self.streams.values()):
             stream.disconnect()
 
+    async def _readiness(self) -> None:
+        """Run the plugin's own readiness checks (if it asked for ``core.health``) once a second."""
+        health = self.container.cached(core_services.health) if self.container else None
+        if health is None:
+            return
+        while True:
+            failing = await health.failing_checks()
+            self._unready = ("failing readiness checks: " + ", ".join(failing)) if failing else ""
+            await asyncio.sleep(1.0)
+
     async def _heartbeat(self) -> None:
         parent = os.getppid()
         assert self.control is not None
+        checks = asyncio.get_running_loop().create_task(self._readiness())
         while True:
-            self.control.send([encode(Heartbeat(time.time()))])
+            self.control.send([encode(Heartbeat(time.time(), not self._unready, self._unready))])
             await asyncio.sleep(self.spec.heartbeat_interval)
+            if checks.done() and not checks.cancelled() and checks.exception() is not None:
+                log.error("readiness checks of plugin '%s' crashed: %r", self.spec.plugin_id, checks.exception())
+                checks = asyncio.get_running_loop().create_task(self._readiness())
             silent = time.monotonic() - self._supervisor_seen
             if silent > self.spec.heartbeat_timeout or os.getppid() != parent:
                 log.error("plugin '%s': supervisor silent for %.1fs, exiting", self.spec.plugin_id, silent)

@@ -1,0 +1,35 @@
+"""Root health endpoints reflect each plugin's workers and the plugins' own checks; instance metadata."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from kernel.testing import KernelProcess, make_package
+from tests import plugins
+from tests.conftest import TOKEN, assert_error_shape, base_config
+
+
+def _wait(k: KernelProcess, status: int) -> dict[str, object]:
+    return k.wait_ready(timeout=10, status=status)
+
+
+def test_plugin_readiness_check_and_instance_metadata(site: Path, tmp_path: Path) -> None:
+    make_package(tmp_path, "kernel-test-moody", {"test_moody": plugins.MOODY}, {"moody": "test_moody:plugin"})
+    with KernelProcess(base_config(), paths=[site, tmp_path]) as k, httpx.Client(base_url=k.url) as c:
+        assert c.post("/api/moody/toggle?ready=0").status_code == 200
+        body = _wait(k, 503)
+        assert body["plugins"] == {"moody": "failing readiness checks: mood"}
+        assert c.get("/api/echo/pid").status_code == 200  # the others still serve
+        # an unready worker gets no traffic: the route answers 503 until the check passes again
+        assert_error_shape(c.post("/api/moody/toggle?ready=1"), 503, "ServiceUnavailableError")
+
+        assert_error_shape(c.get("/.kernel/instance/v1/plugins"), 401, "AuthenticationError")
+        meta = c.get("/.kernel/instance/v1/plugins", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        rows = {p["id"]: p for p in meta["plugins"]}
+        assert rows["echo"]["distribution"] == "kernel-test-echo" and rows["echo"]["version"] == "0.1.0"
+        assert list(rows["echo"]["workers"].values()) == ["ready"]
+        assert list(rows["moody"]["workers"].values()) == ["unready: failing readiness checks: mood"]
+        assert meta["kernel"]["version"]
