@@ -11,11 +11,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
+import msgspec
 import yaml
 
-__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "redact"]
+__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "read_section", "redact"]
 
 ENV_PREFIX: Final = "APP_CONFIG_"
 SECRET: Final = "<secret>"
@@ -542,3 +543,23 @@ def _redact_at(node: Any, parts: list[str]) -> None:
             node[parts[0]] = SECRET
         else:
             _redact_at(node[parts[0]], parts[1:])
+
+
+_T = TypeVar("_T")
+
+
+class _HasGetOptional(Protocol):
+    def get_optional(self, key: str) -> Any: ...
+
+
+def read_section(config: _HasGetOptional, key: str, type_: type[_T]) -> _T:
+    """The config subtree at ``key`` converted to a msgspec type; a mistake names the full key.
+
+    Strings convert to numbers and booleans (``${PORT}`` is always a string).
+    """
+    raw = config.get_optional(key)
+    try:
+        return msgspec.convert(raw if raw is not None else {}, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        msg = str(exc).replace("`$.", f"`{key}.").replace("`$`", f"`{key}`")
+        raise ConfigError(f"Invalid config under '{key}': {msg}") from None

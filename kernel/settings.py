@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from kernel.config import Config, ConfigError
+from kernel.config import Config, ConfigError, read_section
 
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
@@ -69,16 +69,12 @@ class Settings(msgspec.Struct, frozen=True):
 
 def read_settings(config: Config) -> Settings:
     """Settings from ``backend.listen``, ``backend.gateway``, ``backend.workers``, ``backend.startup``."""
-    raw: dict[str, Any] = {}
-    for key in ("listen", "gateway", "workers", "startup"):
-        value = config.get_optional(f"backend.{key}")
-        if value is not None:
-            raw[key] = value
-    try:
-        settings = msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        # msgspec says "at `$.gateway.processes`": turn that into our key
-        raise ConfigError(f"Invalid config under 'backend': {str(exc).replace('$.', 'backend.')}") from exc
+    settings = Settings(
+        listen=read_section(config, "backend.listen", Listen),
+        gateway=read_section(config, "backend.gateway", GatewaySettings),
+        workers=read_section(config, "backend.workers", WorkerSettings),
+        startup=read_section(config, "backend.startup", Startup),
+    )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")
     return settings

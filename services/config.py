@@ -38,7 +38,8 @@ from typing import Annotated, Any, Final
 import msgspec
 import msgspec.inspect as mi
 
-from kernel.config import SECRET, Config, ConfigError, load_config
+from kernel.api import Secret
+from kernel.config import SECRET, Config, ConfigError, load_config, read_section
 from kernel.core_services import RootConfig
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
 
 log = logging.getLogger("kernel.config")
 
-Secret = Annotated[str, msgspec.Meta(extra={"secret": True})]
-"""A string config field that ``kernel config print`` and the logs never show."""
 
 SECRET_KEY_RE: Final = re.compile(
     r"pass(?:word|wd|phrase)|token|secret|api[-_]?key|private[-_]?key|authorization", re.IGNORECASE
@@ -233,12 +232,7 @@ class ReloadSettings(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
 
 
 def read_reload_settings(config: Config) -> ReloadSettings:
-    raw = config.get_optional("backend.config.reload")
-    try:
-        settings = msgspec.convert(raw or {}, ReloadSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        msg = str(exc).replace("`$.", "`backend.config.reload.").replace("`$`", "`backend.config.reload`")
-        raise ConfigError(f"Invalid config under 'backend.config.reload': {msg}") from None
+    settings = read_section(config, "backend.config.reload", ReloadSettings)
     for name, v in (("pollSeconds", settings.poll_seconds), ("intervalSeconds", settings.interval_seconds)):
         if v is not None and not (v > 0 and math.isfinite(v)):
             raise ConfigError(f"Invalid config: backend.config.reload.{name} must be a positive number")

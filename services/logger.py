@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import msgspec
 
-from kernel.config import SECRET, Config, ConfigError
+from kernel.config import SECRET, Config, ConfigError, read_section
 from kernel.core_services import Logger, PluginMetadata, RootConfig, core_services
 from kernel.service import create_service_factory
 from services.config import is_secret_key, plugin_secret_paths, secret_values
@@ -186,12 +186,7 @@ def _check_level(key: str, level: str | None) -> None:
 
 def read_logging_settings(config: RootConfig | Config) -> LoggingSettings:
     """``backend.logging``, validated; a mistake is a ``ConfigError`` naming the key."""
-    raw = config.get_optional("backend.logging")
-    try:
-        s = msgspec.convert(raw or {}, LoggingSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        msg = str(exc).replace("`$.", "`backend.logging.").replace("`$`", "`backend.logging`")
-        raise ConfigError(f"Invalid config under 'backend.logging': {msg}") from None
+    s = read_section(config, "backend.logging", LoggingSettings)
     _check_level("backend.logging.level", s.level)
     for pid, own in s.plugins.items():
         _check_level(f"backend.logging.plugins.{pid}.level", own.level)
