@@ -1,8 +1,9 @@
 """The wire protocol between gateway, supervisor and workers.
 
-Pure data and codec: no sockets, no event loop. Every ZeroMQ frame carries one
-message, a tagged ``msgspec.Struct`` encoded as msgpack (array-like, small
-integer tags). ``Hello`` opens every conversation and carries
+Pure data and codec: no sockets, no event loop. Every message is one ZeroMQ frame, a
+tagged ``msgspec.Struct`` encoded as msgpack (array-like, small integer
+tags); the two body messages are followed by one more frame carrying the
+bytes themselves, so large chunks are never copied into an envelope. ``Hello`` opens every conversation and carries
 ``PROTOCOL_VERSION``; its layout never changes, so a peer of another version
 can always read it and answer with a clear ``Error``.
 """
@@ -14,6 +15,10 @@ from typing import Literal, Union
 import msgspec
 
 PROTOCOL_VERSION = 1
+#: flow control, the same on both sides: a sender may have WINDOW body chunks of a stream
+#: unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW) of them
+WINDOW = 8
+ACK_EVERY = 4
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -75,10 +80,9 @@ class RequestHead(_Msg, tag=1, frozen=True):
 
 
 class RequestBody(_Msg, tag=2, frozen=True):
-    """A chunk of the request body (gateway -> worker)."""
+    """A chunk of the request body (gateway -> worker); the bytes follow in the next frame."""
 
     stream: int
-    data: bytes
     more: bool
 
 
@@ -93,10 +97,9 @@ class ResponseHead(_Msg, tag=3, frozen=True):
 
 
 class ResponseBody(_Msg, tag=4, frozen=True):
-    """A chunk of the response body (worker -> gateway)."""
+    """A chunk of the response body (worker -> gateway); the bytes follow in the next frame."""
 
     stream: int
-    data: bytes
     more: bool
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import zmq
 
 OnMessage = Callable[[list[bytes]], None]
 _BATCH = 512
+#: bodies at least this large are sent without copying
+ZERO_COPY = 64 * 1024
 
 
 class LoopSocket:
@@ -31,9 +33,12 @@ class LoopSocket:
         self._loop.add_reader(self._fd, self._drain)
         self._loop.call_soon(self._drain)
 
-    def send(self, frames: list[bytes]) -> None:
-        """Queue a message without blocking; raises ``zmq.ZMQError`` if it cannot be queued."""
-        self.sock.send_multipart(frames, zmq.NOBLOCK)
+    def send(self, frames: Sequence[bytes | memoryview], copy: bool = True) -> None:
+        """Queue a message without blocking; raises ``zmq.ZMQError`` if it cannot be queued.
+
+        ``copy=False`` hands large buffers to ZeroMQ without copying them.
+        """
+        self.sock.send_multipart(frames, zmq.NOBLOCK, copy=copy)
         # A send can swallow the edge that announces incoming messages: look again soon.
         self._schedule()
 

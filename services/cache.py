@@ -1,7 +1,174 @@
-"""The cache service (default implementation)."""
+"""The cache service: per-plugin namespaced key/value storage with TTLs.
+
+Config (all optional):
+
+``backend.cache.store``
+    ``memory`` (default): an in-process cache (cachetools), one per worker.
+    ``redis``: one cache shared by every worker and kernel instance using the
+    same Redis (redis-py's asyncio client).
+``backend.cache.connection``
+    Redis URL such as ``redis://127.0.0.1:6379/0`` (required for ``redis``).
+``backend.cache.defaultTtl``
+    Seconds a value lives when ``set`` is given no ``ttl``; none means forever.
+``backend.cache.keyPrefix``
+    Prepended to every Redis key (default ``""``), to share one Redis between
+    environments. Keys are ``<keyPrefix><pluginId>:<key>``.
+``backend.cache.maxItems``
+    Size bound of the in-process cache (default 10000, least recently used goes).
+
+Values must be JSON-compatible (dict with string keys, list, str, int, float,
+bool, None; tuples come back as lists); anything else raises ``TypeError``
+naming the key. TTLs are in seconds and must be positive.
+"""
 
 from __future__ import annotations
 
-from kernel.service import ServiceFactory
+import json
+import math
+from typing import Any, Protocol
 
-FACTORIES: list[ServiceFactory] = []
+import cachetools
+
+from kernel.config import Config
+from kernel.core_services import CacheService, Lifecycle, PluginMetadata, RootConfig, core_services
+from kernel.service import create_service_factory
+
+
+class CacheStore(Protocol):
+    """Where encoded values live; keys arrive already namespaced."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, raw: str, ttl: float | None) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _expiry(_key: str, entry: tuple[str, float | None], now: float) -> float:
+    ttl = entry[1]
+    return math.inf if ttl is None else now + ttl
+
+
+class MemoryStore:
+    """In-process store with a TTL per key (cachetools ``TLRUCache``)."""
+
+    def __init__(self, max_items: int = 10_000) -> None:
+        self._data: cachetools.TLRUCache[str, tuple[str, float | None]] = cachetools.TLRUCache(
+            max_items, _expiry
+        )
+
+    async def get(self, key: str) -> str | None:
+        entry = self._data.get(key)
+        return None if entry is None else entry[0]
+
+    async def set(self, key: str, raw: str, ttl: float | None) -> None:
+        self._data[key] = (raw, ttl)
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisStore:
+    """Shared store on Redis; TTLs are set with millisecond precision (``PX``)."""
+
+    def __init__(self, url: str, key_prefix: str = "") -> None:
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(url)
+        self._prefix = key_prefix
+
+    async def get(self, key: str) -> str | None:
+        raw = await self._client.get(self._prefix + key)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def set(self, key: str, raw: str, ttl: float | None) -> None:
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        await self._client.set(self._prefix + key, raw, px=px)
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete(self._prefix + key)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _check_ttl(ttl: float | None, what: str) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
+        raise ValueError(f"{what}: ttl must be a positive number of seconds, not {ttl!r}")
+    return float(ttl)
+
+
+class PluginCache:
+    """A ``CacheService`` whose keys live under the plugin's namespace."""
+
+    def __init__(self, store: CacheStore, plugin_id: str, default_ttl: float | None = None) -> None:
+        self._store = store
+        self._plugin_id = plugin_id
+        self._ns = plugin_id + ":"
+        self._default_ttl = _check_ttl(default_ttl, f"cache of plugin '{plugin_id}'")
+
+    def _key(self, key: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"cache of plugin '{self._plugin_id}': key must be a non-empty string, not {key!r}")
+        return self._ns + key
+
+    async def get(self, key: str) -> Any | None:
+        raw = await self._store.get(self._key(key))
+        return None if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        full = self._key(key)
+        ttl = _check_ttl(ttl, f"cache key {key!r} of plugin '{self._plugin_id}'")
+        try:
+            raw = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"cache key {key!r} of plugin '{self._plugin_id}': value of type "
+                f"{type(value).__name__} is not JSON-compatible ({exc})"
+            ) from None
+        await self._store.set(full, raw, ttl if ttl is not None else self._default_ttl)
+
+    async def delete(self, key: str) -> None:
+        await self._store.delete(self._key(key))
+
+    def with_options(self, *, default_ttl: float | None = None) -> CacheService:
+        return PluginCache(self._store, self._plugin_id, default_ttl)
+
+
+def create_store(config: RootConfig | Config) -> CacheStore:
+    """The store ``backend.cache`` asks for."""
+    store = config.get_optional_string("backend.cache.store") or "memory"
+    if store == "memory":
+        max_items = config.get_optional_number("backend.cache.maxItems")
+        return MemoryStore(int(max_items) if max_items else 10_000)
+    if store == "redis":
+        url = config.get_string("backend.cache.connection")
+        return RedisStore(url, config.get_optional_string("backend.cache.keyPrefix") or "")
+    raise ValueError(f"backend.cache.store must be 'memory' or 'redis', not {store!r}")
+
+
+def create_cache(config: RootConfig | Config, plugin_id: str, store: CacheStore | None = None) -> PluginCache:
+    """The cache of ``plugin_id``, on ``store`` or on the configured one."""
+    default_ttl = config.get_optional_number("backend.cache.defaultTtl")
+    return PluginCache(store or create_store(config), plugin_id, default_ttl)
+
+
+@create_service_factory(
+    core_services.cache,
+    {
+        "config": core_services.root_config,
+        "meta": core_services.plugin_metadata,
+        "lifecycle": core_services.lifecycle,
+    },
+)
+def _cache(config: RootConfig, meta: PluginMetadata, lifecycle: Lifecycle) -> CacheService:
+    store = create_store(config)
+    lifecycle.add_shutdown_hook(store.close, label="close cache")
+    return create_cache(config, meta.plugin_id, store)
+
+
+FACTORIES = [_cache]

@@ -16,7 +16,7 @@ from kernel.errors import (
 )
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.pool import GatewayStream, WorkerGone, WorkerLink, WorkerPool
-from kernel.protocol import Credit, End, RequestBody, RequestHead, encode
+from kernel.protocol import ACK_EVERY, Credit, End, RequestBody, RequestHead, encode
 
 
 class ApiDispatcher:
@@ -104,10 +104,12 @@ class ApiDispatcher:
             await send({"type": "http.response.body", "body": rhead.body, "more_body": rhead.more_body})
             more_out = rhead.more_body
             while more_out:
-                chunk = stream.chunks.popleft() if stream.chunks else await stream.next_chunk(self.timeout)
-                more_out = chunk.more
-                await send({"type": "http.response.body", "body": chunk.data, "more_body": more_out})
-                pool.send(worker, _credit(stream.id))
+                data, more_out = stream.chunks.popleft() if stream.chunks else await stream.next_chunk(self.timeout)
+                await send({"type": "http.response.body", "body": data, "more_body": more_out})
+                stream.consumed += 1
+                if stream.consumed >= ACK_EVERY and more_out:
+                    pool.send(worker, encode(Credit(stream.id, stream.consumed)))
+                    stream.consumed = 0
         except BaseException:
             _abandon(pool, stream, worker)
             raise
@@ -134,7 +136,7 @@ class ApiDispatcher:
                 stream.fail(exc)  # the waiting request answers 413
                 return
             await stream.take_credit()
-            self.pool.send(worker, encode(RequestBody(stream.id, data, more)))
+            self.pool.send(worker, encode(RequestBody(stream.id, more)), data)
 
 
 def _expire(stream: GatewayStream, plugin_id: str, timeout: float) -> None:
@@ -146,10 +148,6 @@ def _abandon(pool: WorkerPool, stream: GatewayStream, worker: WorkerLink) -> Non
         pool.send(worker, encode(End(stream.id)))
     except WorkerGone:
         pass
-
-
-def _credit(sid: int) -> bytes:
-    return encode(Credit(sid, 1))
 
 
 def _content_length(headers: Any) -> int | None:

@@ -13,7 +13,9 @@ import zmq
 
 from kernel.errors import GatewayTimeoutError
 from kernel.protocol import (
+    ACK_EVERY,
     PROTOCOL_VERSION,
+    WINDOW,
     AuthPolicy,
     Credit,
     Error,
@@ -29,11 +31,10 @@ from kernel.protocol import (
     decode,
     encode,
 )
-from kernel.zmqio import LoopSocket
+from kernel.zmqio import ZERO_COPY, LoopSocket
 
 log = logging.getLogger("kernel.gateway")
 
-WINDOW = 16  # request body chunks in flight per stream
 
 
 class WorkerGone(Exception):
@@ -43,13 +44,14 @@ class WorkerGone(Exception):
 class GatewayStream:
     """Response side of one request: head future, queued body chunks, upload credit."""
 
-    __slots__ = ("id", "worker", "head", "chunks", "waiter", "credit", "credit_waiter", "failure")
+    __slots__ = ("id", "worker", "head", "chunks", "waiter", "credit", "credit_waiter", "failure", "consumed")
 
     def __init__(self, sid: int, worker: WorkerLink) -> None:
         self.id = sid
         self.worker = worker
         self.head: asyncio.Future[ResponseHead] = asyncio.get_running_loop().create_future()
-        self.chunks: deque[ResponseBody] = deque()
+        self.chunks: deque[tuple[bytes, bool]] = deque()  # (data, more)
+        self.consumed = 0  # response chunks written to the client since the last credit
         self.waiter: asyncio.Future[None] | None = None
         self.credit = WINDOW
         self.credit_waiter: asyncio.Future[None] | None = None
@@ -69,7 +71,7 @@ class GatewayStream:
             self.head.set_exception(exc)
         self._wake()
 
-    async def next_chunk(self, idle_timeout: float) -> ResponseBody:
+    async def next_chunk(self, idle_timeout: float) -> tuple[bytes, bool]:
         """The next body chunk; a worker silent for ``idle_timeout`` seconds fails the stream."""
         loop = asyncio.get_running_loop()
         while not self.chunks:
@@ -184,16 +186,20 @@ class WorkerPool:
         if self.streams.pop(stream.id, None) is not None:
             stream.worker.inflight -= 1
 
-    def send(self, worker: WorkerLink, frame: bytes) -> None:
+    def send(self, worker: WorkerLink, frame: bytes, data: bytes | None = None) -> None:
+        """Send a message (and, for body messages, its bytes) to ``worker``."""
         assert self.router is not None
         try:
-            self.router.send([worker.ident, frame])
+            if data is None:
+                self.router.send([worker.ident, frame])
+            else:
+                self.router.send([worker.ident, frame, data], copy=len(data) < ZERO_COPY)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the worker is gone or not yet connected
             raise WorkerGone(f"worker {worker.id} of plugin '{worker.plugin_id}' is unreachable") from exc
 
     # -- incoming ----------------------------------------------------------------
     def _on_worker_message(self, frames: list[bytes]) -> None:
-        ident, payload = frames[0], frames[-1]
+        ident, payload = frames[0], frames[1]
         try:
             msg = decode(payload)
         except ProtocolError as exc:
@@ -208,7 +214,7 @@ class WorkerPool:
                 if not stream.head.done():
                     stream.head.set_result(msg)  # type: ignore[arg-type]
             else:
-                stream.chunks.append(msg)  # type: ignore[arg-type]
+                stream.chunks.append((frames[2], msg.more))  # type: ignore[union-attr]
                 w = stream.waiter
                 if w is not None and not w.done():
                     w.set_result(None)

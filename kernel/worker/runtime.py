@@ -26,7 +26,6 @@ from kernel.protocol import (
     ProtocolError,
     RequestBody,
     RequestHead,
-    ResponseBody,
     ResponseHead,
     Shutdown,
     check_hello,
@@ -162,7 +161,7 @@ class Worker:
 
         def on_message(frames: list[bytes]) -> None:
             try:
-                msg = decode(frames[-1])
+                msg = decode(frames[0])
             except ProtocolError as exc:
                 self._die(str(exc))
                 return
@@ -171,7 +170,7 @@ class Worker:
             elif type(msg) is RequestBody:
                 s = streams.get((index, msg.stream))
                 if s is not None:
-                    s.feed(msg)
+                    s.feed(frames[-1], msg.more)
             elif type(msg) is Credit:
                 s = streams.get((index, msg.stream))
                 if s is not None:
@@ -215,14 +214,10 @@ class Worker:
     def _start(self, index: int, head: RequestHead) -> None:
         sock = self.gateways[index]
 
-        def send(data: bytes) -> None:
-            sock.send([data])
-
-        stream = Stream(head, send)
-        stream.set_acker(lambda n: send(encode(Credit(head.stream, n))))
+        stream = Stream(head, sock.send)
         key = (index, head.stream)
         self.streams[key] = stream
-        stream.task = asyncio.get_running_loop().create_task(self._handle(key, stream, send))
+        stream.task = asyncio.get_running_loop().create_task(self._handle(key, stream, sock.send))
 
     async def _handle(self, key: tuple[int, int], stream: Stream, send: Any) -> None:
         head = stream.head
@@ -231,7 +226,7 @@ class Worker:
             if not stream.started:
                 raise RuntimeError("the handler returned without sending a response")
             if not stream.finished:
-                send(encode(ResponseBody(stream.id, b"", False)))
+                await stream.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             pass  # the gateway gave up on this request (client gone or deadline)
         except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
@@ -241,9 +236,9 @@ class Worker:
                 log.exception("%s %s failed in plugin '%s'", head.method, url, self.spec.plugin_id)
             if not stream.started:
                 hdrs = [(b"content-type", b"application/json")]
-                send(encode(ResponseHead(stream.id, status, hdrs, body, False)))
+                send([encode(ResponseHead(stream.id, status, hdrs, body, False))])
             elif not stream.finished:
-                send(encode(Error(stream.id, type(exc).__name__, str(exc))))
+                send([encode(Error(stream.id, type(exc).__name__, str(exc)))])
         finally:
             self.streams.pop(key, None)
 

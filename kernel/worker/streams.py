@@ -10,12 +10,13 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from kernel import errors
-from kernel.protocol import RequestBody, RequestHead, ResponseBody, ResponseHead, encode
+from kernel.protocol import ACK_EVERY, WINDOW, Credit, RequestHead, ResponseBody, ResponseHead, encode
+from kernel.zmqio import ZERO_COPY
 
-CHUNK = 256 * 1024  # largest body chunk put on the wire
-WINDOW = 16  # body chunks in flight per stream before the sender waits for credit
+CHUNK = 256 * 1024  # largest body chunk put on the wire; smaller writes are coalesced up to it
 
-Send = Callable[[bytes], None]
+#: sends one message (a list of frames); ``copy=False`` for large buffers
+Send = Callable[..., None]
 
 _DISCONNECT = {"type": "http.disconnect"}
 
@@ -24,9 +25,9 @@ class Stream:
     """State of one request: queued request body, response credit, cancellation."""
 
     __slots__ = (
-        "id", "head", "_send", "task", "_body", "_body_waiter", "_body_done", "_disconnected",
-        "started", "finished", "_credit", "_credit_waiter", "_ack", "status",
-        "_head_taken", "_start_headers",
+        "id", "head", "_send", "task", "_body", "_body_waiter", "_disconnected",
+        "started", "finished", "_credit", "_credit_waiter", "status",
+        "_head_taken", "_start_headers", "_pending", "_flush_scheduled", "_consumed",
     )
 
     def __init__(self, head: RequestHead, send: Send) -> None:
@@ -34,22 +35,23 @@ class Stream:
         self.head = head
         self._send = send
         self.task: asyncio.Task[None] | None = None
-        self._body: deque[RequestBody] = deque()
+        self._body: deque[tuple[bytes, bool]] = deque()
         self._body_waiter: asyncio.Future[None] | None = None
-        self._body_done = not head.more_body
         self._disconnected = False
         self.started = False
         self.finished = False
         self._credit = WINDOW
         self._credit_waiter: asyncio.Future[None] | None = None
-        self._ack: Callable[[int], None] | None = None
         self.status = 0
         self._head_taken = False
         self._start_headers: Any = []
+        self._pending: list[bytes] = []  # small response writes not yet on the wire
+        self._flush_scheduled = False
+        self._consumed = 0  # request body chunks read since the last credit
 
     # -- from the connection ------------------------------------------------
-    def feed(self, chunk: RequestBody) -> None:
-        self._body.append(chunk)
+    def feed(self, data: bytes, more: bool) -> None:
+        self._body.append((data, more))
         self._wake_body()
 
     def grant(self, chunks: int) -> None:
@@ -57,11 +59,15 @@ class Stream:
         w = self._credit_waiter
         if w is not None and not w.done():
             w.set_result(None)
+        elif self._pending and not self._flush_scheduled:
+            self._flush_now()
 
     def disconnect(self) -> None:
         self._disconnected = True
         self._wake_body()
-        self.grant(0)
+        w = self._credit_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
@@ -91,9 +97,6 @@ class Stream:
             principal_key: h.principal,
         }
 
-    def set_acker(self, ack: Callable[[int], None]) -> None:
-        self._ack = ack
-
     async def receive(self) -> dict[str, Any]:
         if not self._head_taken:
             # the first chunk travels inside the head
@@ -105,12 +108,12 @@ class Stream:
             self._body_waiter = asyncio.get_running_loop().create_future()
             await self._body_waiter  # woken by a chunk or by the disconnect
             self._body_waiter = None
-        chunk = self._body.popleft()
-        if not chunk.more:
-            self._body_done = True
-        if self._ack is not None:
-            self._ack(1)
-        return {"type": "http.request", "body": chunk.data, "more_body": chunk.more}
+        data, more = self._body.popleft()
+        self._consumed += 1
+        if self._consumed >= ACK_EVERY or not more:
+            self._send([encode(Credit(self.id, self._consumed))])
+            self._consumed = 0
+        return {"type": "http.request", "body": data, "more_body": more}
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -123,26 +126,51 @@ class Stream:
         body = message.get("body", b"")
         more = message.get("more_body", False)
         if not self.started:
-            first, rest = (body, b"") if len(body) <= CHUNK else (body[:CHUNK], body[CHUNK:])
             self.started = True
-            last = not more and not rest
-            self._send(encode(ResponseHead(self.id, self.status, self._start_headers, first, not last)))
-            self.finished = last
-            body = rest
-            if not body:
+            if len(body) <= CHUNK:
+                self.finished = not more
+                self._send([encode(ResponseHead(self.id, self.status, self._start_headers, body, more))])
                 return
+            self._send([encode(ResponseHead(self.id, self.status, self._start_headers, b"", True))])
+        if more and len(body) < CHUNK:
+            # coalesce small writes; they go out when CHUNK fills, the handler pauses, or it ends
+            self._pending.append(body)
+            if sum(map(len, self._pending)) < CHUNK:
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush_soon)
+                return
+            body, self._pending = b"".join(self._pending), []
+        elif self._pending:
+            body, self._pending = b"".join(self._pending) + body, []
+        view = memoryview(body)
         for i in range(0, max(len(body), 1), CHUNK):
-            part = body[i : i + CHUNK]
             last = not more and i + CHUNK >= len(body)
-            while self._credit <= 0:
-                if self._disconnected:
-                    raise asyncio.CancelledError
-                self._credit_waiter = asyncio.get_running_loop().create_future()
-                await self._credit_waiter
-                self._credit_waiter = None
-            self._credit -= 1
-            self._send(encode(ResponseBody(self.id, bytes(part), not last)))
+            await self._take_credit()
+            self._put(view[i : i + CHUNK], not last)
         self.finished = not more
+
+    def _put(self, data: bytes | memoryview, more: bool) -> None:
+        self._credit -= 1
+        self._send([encode(ResponseBody(self.id, more)), data], copy=len(data) < ZERO_COPY)
+
+    async def _take_credit(self) -> None:
+        while self._credit <= 0:
+            if self._disconnected:
+                raise asyncio.CancelledError
+            self._credit_waiter = asyncio.get_running_loop().create_future()
+            await self._credit_waiter
+            self._credit_waiter = None
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        """Send coalesced writes if credit allows (else the next grant or write sends them)."""
+        if self._pending and self._credit > 0 and not self.finished and not self._disconnected:
+            data, self._pending = b"".join(self._pending), []
+            self._put(data, True)
 
 
 def error_response(exc: BaseException, method: str, url: str, dev: bool) -> tuple[int, bytes]:

@@ -1,0 +1,1 @@
+"""Load tests for kernel: ``python -m benchmarks --help`` (see benchmarks/README.md)."""

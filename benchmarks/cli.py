@@ -1,0 +1,167 @@
+"""``python -m benchmarks``: start each system under test, load it on loopback, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import loadgen, report
+from benchmarks.runner import SCENARIOS, Options, Runner
+
+DESCRIPTION = """\
+Benchmarks of kernel: the plain in-process Starlette baseline and the same
+handlers through gateway -> ZeroMQ -> worker, on hypercorn and/or uvicorn.
+Every system under test is started here, loaded on 127.0.0.1 for a bounded
+time, stopped, and checked to have left no process behind. Ratios are to the
+baseline of the same server measured in the same run."""
+
+EPILOG = f"""\
+scenarios: {", ".join(SCENARIOS)}
+  baseline  in-process Starlette app, same handlers, same server and settings (also run
+            automatically for the ratios of hello/auth/echo/download)
+  hello     GET small JSON through the gateway; --hello-variants gateways x replicas
+  auth      the same handler on a protected route, with a static external-access token
+  echo      POST 1 KiB JSON echoed back
+  download  1 MiB streamed responses under load, and one big streamed response
+            (--download-mb, 1 GiB by default): MB/s and RSS growth
+  startup   spawn of `kernel serve` with --startup-plugins plugins to readiness 200
+  recovery  kill -9 of the bench worker to the next 200 from its route
+
+The load generator is wrk when it is on PATH (apt-get install wrk), else an
+asyncio generator of ours, which is a lower bound. The full default run takes
+about 3 minutes on 2 cores (about 7 with --runs 3)."""
+
+
+def _csv(values: Sequence[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+def _variants(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in _csv([text]):
+        g, _, r = item.partition("x")
+        try:
+            out.append((int(g), int(r)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad variant {item!r}: use GATEWAYSxREPLICAS, e.g. 2x1") from None
+        if out[-1][0] < 1 or out[-1][1] < 1:
+            raise argparse.ArgumentTypeError(f"bad variant {item!r}: at least 1 gateway and 1 replica")
+    return out
+
+
+def _positive(kind: Callable[[str], Any], minimum: float = 1) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--scenario", action="append", metavar="NAME[,NAME]",
+                   help="scenario(s) to run; repeatable or comma-separated (default: all)")
+    p.add_argument("--server", choices=["hypercorn", "uvicorn", "both"], default="both",
+                   help="HTTP server of the gateway and of the baseline (default: both)")
+    p.add_argument("--duration", type=_positive(int), default=5, metavar="S",
+                   help="seconds of load per measurement (whole seconds; default 5)")
+    p.add_argument("--warmup", type=_positive(int, 0), default=1, metavar="S",
+                   help="seconds of unmeasured load before each measurement (default 1; 0 = none)")
+    p.add_argument("--connections", type=_positive(int), default=32, metavar="N",
+                   help="concurrent keep-alive connections (default 32)")
+    p.add_argument("--threads", type=_positive(int), default=1, metavar="N", help="wrk threads (default 1)")
+    p.add_argument("--runs", type=_positive(int), default=1, metavar="N",
+                   help="measurements per row, the row keeps the median (default 1; the issue's targets use 3)")
+    p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                   help="auto: wrk when on PATH, else ours (a lower bound)")
+    p.add_argument("--hello-variants", type=_variants, default=_variants("1x1,1x2,2x1,2x2"), metavar="GxR,...",
+                   help="hello's gateway processes x worker replicas (default 1x1,1x2,2x1,2x2)")
+    p.add_argument("--download-mb", type=_positive(int, 2), default=1024, metavar="MB",
+                   help="size of the big streamed download in MiB (default 1024)")
+    p.add_argument("--download-timeout", type=_positive(float), default=60.0, metavar="S",
+                   help="time bound of one big download (default 60)")
+    p.add_argument("--startup-plugins", type=_positive(int), default=5, metavar="N",
+                   help="plugins in the startup scenario, generated as needed (default 5)")
+    p.add_argument("--trials", type=_positive(int), default=3, metavar="N",
+                   help="starts (startup) and kills (recovery) per run, median kept (default 3)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as a JSON list")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG of the rows (needs matplotlib)")
+    return p
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    scenarios = _csv(args.scenario) or list(SCENARIOS)
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        parser().error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    servers = ["hypercorn", "uvicorn"] if args.server == "both" else [args.server]
+    opts = Options(
+        servers=servers, scenarios=scenarios, duration=args.duration, warmup=args.warmup,
+        connections=args.connections, runs=args.runs, hello_variants=args.hello_variants,
+        download_bytes=args.download_mb * 1024 * 1024, download_timeout=args.download_timeout,
+        startup_plugins=args.startup_plugins, trials=args.trials,
+    )
+    gen = loadgen.choose(args.loadgen, args.threads)
+    print(f"load generator: {gen.name}", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; {args.connections} connections, "
+        f"{args.duration}s per measurement (+{args.warmup}s warm-up), median of {args.runs} run(s)",
+        flush=True,
+    )
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the systems under test on SIGTERM too
+    work = Path(tempfile.mkdtemp(prefix="kernel-bench-"))
+    runner = Runner(opts, gen, work, log=lambda s: print(s, file=sys.stderr, flush=True))
+    try:
+        rows = runner.run()
+    except KeyboardInterrupt:
+        print("interrupted; systems under test stopped", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.add_ratios(rows)
+    wall = time.monotonic() - started
+    print()
+    print(report.table(rows))
+    print()
+    text = report.targets_text(rows)
+    if text:
+        print(text)
+        print()
+    leftovers = [f for f in runner.failures if "left behind" in f]
+    print(
+        f"{runner.systems} systems under test started and stopped; processes left behind: "
+        f"{'none' if not leftovers else len(leftovers)}"
+    )
+    print(f"wall time: {wall:.0f} s")
+    if args.json:
+        report.write_json(rows, args.json)
+        print(f"rows written to {args.json}")
+    if args.plot:
+        print(report.plot(rows, args.plot))
+    if runner.failures:
+        print("FAILED:\n  " + "\n  ".join(runner.failures), file=sys.stderr)
+        return 1
+    return 0
+

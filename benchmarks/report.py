@@ -1,0 +1,185 @@
+"""Ratios to the baseline, the table, the issue-4 targets, JSON and the optional PNG plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def baseline_for(scenario: str) -> str | None:
+    """The baseline row a scenario's ratio is taken against (same server, same run)."""
+    if scenario.startswith("baseline"):
+        return scenario
+    if scenario in ("hello", "auth"):
+        return "baseline"
+    if scenario == "echo" or scenario.startswith("download-"):
+        return f"baseline-{scenario}"
+    return None  # startup, recovery: absolute targets
+
+
+def _is_stream(scenario: str) -> bool:
+    """Rows whose figure of merit is MB/s of one big download, not requests/s."""
+    return scenario.startswith(("download-", "baseline-download-")) and not scenario.endswith("-1mb")
+
+
+def add_ratios(rows: list[Row]) -> None:
+    """``ratio``: rps (MB/s for the big download) over the same server's baseline row of that kind."""
+    index = {(r["server"], r["scenario"]): r for r in rows if r["scenario"].startswith("baseline")}
+    for r in rows:
+        name = baseline_for(r["scenario"])
+        base = index.get((r["server"], name)) if name else None
+        if base is None:
+            continue
+        key = "mb_s" if _is_stream(r["scenario"]) else "rps"
+        if r.get(key) and base.get(key):
+            r["ratio"] = round(r[key] / base[key], 3)
+            r["ratio_of"] = f"{name} {key}"
+        if r.get("p99_ms") and base.get("p99_ms") and not _is_stream(r["scenario"]):
+            r["p99_ratio"] = round(r["p99_ms"] / base["p99_ms"], 2)
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+COLUMNS: list[tuple[str, str, Callable[[Row], str]]] = [
+    ("scenario", "<", lambda r: r["scenario"] + (f" [{r['variant']}]" if r.get("variant") else "")),
+    ("server", "<", lambda r: r["server"]),
+    ("req/s", ">", lambda r: _f(r["rps"])),
+    ("p50 ms", ">", lambda r: _f(r["p50_ms"], 2)),
+    ("p99 ms", ">", lambda r: _f(r["p99_ms"], 2)),
+    ("p99.9 ms", ">", lambda r: _f(r["p999_ms"], 2)),
+    ("errors", ">", lambda r: _f(r["errors"])),
+    ("MB/s", ">", lambda r: _f(r["mb_s"])),
+    ("RSS MB", ">", lambda r: _f(r["rss_mb"])),
+    ("gw MB", ">", lambda r: _f(r["gateway_rss_mb"])),
+    ("wk MB", ">", lambda r: _f(r["worker_rss_mb"])),
+    ("growth MB", ">", lambda r: _f(r["rss_growth_mb"])),
+    ("seconds", ">", lambda r: _f(r["seconds"], 3) if r["scenario"] in ("startup", "recovery") else _f(r["seconds"], 1)),
+    ("ratio", ">", lambda r: _f(r["ratio"], 2)),
+    ("p99 ratio", ">", lambda r: _f(r["p99_ratio"], 2)),
+]
+
+
+def table(rows: list[Row]) -> str:
+    cells = [[fn(r) for _, _, fn in COLUMNS] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _, _) in enumerate(COLUMNS)]
+    def line(values: list[str]) -> str:
+        return "  ".join(f"{v:{a}{w}}" for v, (_, a, _), w in zip(values, COLUMNS, widths, strict=True)).rstrip()
+    out = [line([h for h, _, _ in COLUMNS]), line(["-" * w for w in widths])]
+    out += [line(c) for c in cells]
+    return "\n".join(out)
+
+
+# -- the targets of issue 4 --------------------------------------------------------------------------
+
+def _find(rows: list[Row], server: str, scenario: str, variant: str | None = None) -> Row | None:
+    for r in rows:
+        if r["server"] == server and r["scenario"] == scenario and (variant is None or r["variant"] == variant):
+            return r
+    return None
+
+
+def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for every target of issue 4 the rows can speak to."""
+    out: list[tuple[str, str, bool]] = []
+    for server in dict.fromkeys(r["server"] for r in rows):
+        hello = _find(rows, server, "hello", "1gw/1wk")
+        need = 0.85 if server == "hypercorn" else 0.6
+        if hello and hello["ratio"] is not None:
+            out.append((f"{server}: hello >= {need}x baseline req/s", f"{hello['ratio']:.2f}x", hello["ratio"] >= need))
+        if hello and hello["p99_ratio"] is not None:
+            out.append((f"{server}: hello p99 <= 2x baseline p99", f"{hello['p99_ratio']:.2f}x", hello["p99_ratio"] <= 2))
+        auth = _find(rows, server, "auth")
+        if auth and hello and auth["rps"] and hello["rps"]:
+            rel = auth["rps"] / hello["rps"]
+            out.append((f"{server}: auth within 5% of hello", f"{rel:.3f}x hello", rel >= 0.95))
+        # RSS targets: under the small-JSON loads and idle at startup (the download rows show their own peaks)
+        small = [r for r in rows if r["server"] == server and r["scenario"] in ("hello", "auth", "startup")]
+        gw = [r["gateway_rss_mb"] for r in small if r["gateway_rss_mb"] is not None]
+        if gw:
+            out.append((f"{server}: gateway RSS <= 60 MB/process (hello/auth/startup)", f"peak {max(gw):.1f} MB", max(gw) <= 60))
+        wk = [r["worker_rss_mb"] for r in small if r["worker_rss_mb"] is not None]
+        if wk:
+            out.append((f"{server}: worker RSS <= 40 MB (hello-like plugin)", f"peak {max(wk):.1f} MB", max(wk) <= 40))
+        for big in [r for r in rows if r["server"] == server and _is_stream(r["scenario"]) and not r["scenario"].startswith("baseline")]:
+            if big["rss_growth_mb"] is not None:
+                out.append((
+                    f"{server}: {big['scenario']} RSS growth < 50 MB in every process",
+                    f"max {big['rss_growth_mb']:.1f} MB (gw {_f(big['gateway_rss_growth_mb'])}, wk {_f(big['worker_rss_growth_mb'])})",
+                    big["rss_growth_mb"] < 50 and not big["errors"],
+                ))
+            if big["ratio"] is not None:
+                out.append((
+                    f"{server}: {big['scenario']} >= 0.5x baseline MB/s",
+                    f"{big['mb_s']:.0f} MB/s = {big['ratio']:.2f}x", big["ratio"] >= 0.5,
+                ))
+        st = _find(rows, server, "startup")
+        if st:
+            out.append((f"{server}: ready with {st['variant']} <= 2 s", f"{st['seconds']:.3f} s", st["seconds"] <= 2))
+        rec = _find(rows, server, "recovery")
+        if rec:
+            out.append((f"{server}: killed worker answering again <= 1 s", f"{rec['seconds']:.3f} s", rec["seconds"] <= 1))
+    return out
+
+
+def targets_text(rows: list[Row]) -> str:
+    items = targets(rows)
+    if not items:
+        return ""
+    width = max(len(t) for t, _, _ in items)
+    lines = ["Issue-4 targets (the issue asks for the median of 3 runs: --runs 3):"]
+    lines += [f"  {'met ' if ok else 'MISS'}  {t:<{width}}  {m}" for t, m, ok in items]
+    return "\n".join(lines)
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
+def write_json(rows: list[Row], path: Path) -> None:
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def plot(rows: list[Row], path: Path) -> str:
+    """A PNG of req/s (MB/s for the big download) and ratio per row; needs matplotlib."""
+    try:
+        import matplotlib  # type: ignore[import-not-found]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+    except ImportError:
+        return f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot written"
+    load = [r for r in rows if r["rps"] is not None or r["mb_s"] is not None and _is_stream(r["scenario"])]
+    servers = list(dict.fromkeys(r["server"] for r in load))
+    if not load:
+        return f"--plot {path}: no load rows to plot"
+    fig, axes = plt.subplots(len(servers), 1, figsize=(12, 4 * len(servers)), squeeze=False)
+    for ax, server in zip(axes[:, 0], servers, strict=True):
+        mine = [r for r in load if r["server"] == server]
+        labels = [
+            r["scenario"].replace("baseline-", "baseline\n") + (f"\n{r['variant']}" if r["variant"] else "")
+            for r in mine
+        ]
+        values = [(r["mb_s"] if _is_stream(r["scenario"]) else r["rps"]) or 0 for r in mine]
+        colors = ["#888888" if r["scenario"].startswith("baseline") else "#3b75af" for r in mine]
+        bars = ax.bar(range(len(mine)), values, color=colors)
+        for bar, r in zip(bars, mine, strict=True):
+            if r["ratio"] is not None:
+                ax.annotate(f"{r['ratio']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(mine)), labels, fontsize=7)
+        ax.set_ylabel("req/s (MB/s for the big download)")
+        ax.set_title(f"{server}: grey = in-process baseline, blue = through gateway and worker; label = ratio")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"plot written to {path}"

@@ -1,0 +1,157 @@
+"""services.cache: the same suite on the in-process store and on Redis, plus Redis shared by two workers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aredis
+
+from kernel.testing import KernelProcess, make_package
+from services.cache import CacheStore, MemoryStore, PluginCache, RedisStore, create_cache, create_store
+from tests.services.conftest import REDIS_PREFIX, REDIS_URL, config_of, kernel_config, wait_for
+
+pytestmark = pytest.mark.usefixtures("engines_cleanup")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[CacheStore]:
+    s: CacheStore = MemoryStore() if request.param == "memory" else RedisStore(REDIS_URL, REDIS_PREFIX)
+    yield s
+    await s.close()
+
+
+async def test_set_get_delete_round_trip(store: CacheStore) -> None:
+    cache = PluginCache(store, "alpha")
+    value = {"a": [1, 2.5, "x", None, True], "nested": {"k": "v"}}
+    assert await cache.get("missing") is None
+    await cache.set("doc", value)
+    assert await cache.get("doc") == value
+    await cache.set("doc", "replaced")
+    assert await cache.get("doc") == "replaced"
+    await cache.delete("doc")
+    assert await cache.get("doc") is None
+    await cache.delete("doc")  # deleting a missing key is fine
+
+
+async def test_ttl_expiry(store: CacheStore) -> None:
+    cache = PluginCache(store, "alpha")
+    await cache.set("short", 1, ttl=0.15)
+    await cache.set("long", 2, ttl=30)
+    await cache.set("forever", 3)
+    assert await cache.get("short") == 1
+    await asyncio.sleep(0.3)
+    assert await cache.get("short") is None
+    assert await cache.get("long") == 2
+    assert await cache.get("forever") == 3
+
+
+async def test_default_ttl_from_with_options_and_config(store: CacheStore) -> None:
+    short = PluginCache(store, "alpha").with_options(default_ttl=0.15)
+    await short.set("a", "x")
+    await short.set("b", "y", ttl=30)  # an explicit ttl wins
+    configured = create_cache(config_of(cache={"defaultTtl": 0.15}), "beta", store)
+    await configured.set("c", "z")
+    assert await short.get("a") == "x" and await configured.get("c") == "z"
+    await asyncio.sleep(0.3)
+    assert await short.get("a") is None
+    assert await configured.get("c") is None
+    assert await short.get("b") == "y"
+
+
+async def test_namespaces_isolate_plugins(store: CacheStore) -> None:
+    a, b = PluginCache(store, "alpha"), PluginCache(store, "beta")
+    await a.set("shared-name", "from alpha")
+    assert await b.get("shared-name") is None
+    await b.set("shared-name", "from beta")
+    assert await a.get("shared-name") == "from alpha"
+    await b.delete("shared-name")
+    assert await a.get("shared-name") == "from alpha"
+    # with_options keeps the namespace
+    assert await a.with_options(default_ttl=5).get("shared-name") == "from alpha"
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, object(), b"bytes", math.nan, {"k": Path("/")}])
+async def test_non_json_values_are_rejected_naming_the_key(store: CacheStore, bad: object) -> None:
+    cache = PluginCache(store, "alpha")
+    with pytest.raises(TypeError, match=r"cache key 'the-key' of plugin 'alpha'.*not JSON-compatible"):
+        await cache.set("the-key", bad)
+    assert await cache.get("the-key") is None
+
+
+async def test_invalid_keys_and_ttls(store: CacheStore) -> None:
+    cache = PluginCache(store, "alpha")
+    with pytest.raises(ValueError, match="non-empty string"):
+        await cache.set("", 1)
+    for ttl in (0, -1, math.inf, True):
+        with pytest.raises(ValueError, match="ttl must be a positive number"):
+            await cache.set("k", 1, ttl=ttl)
+    with pytest.raises(ValueError, match="ttl must be a positive number"):
+        cache.with_options(default_ttl=-5)
+
+
+async def test_redis_keys_are_prefixed_json_with_px_ttl() -> None:
+    store = create_store(config_of(cache={"store": "redis", "connection": REDIS_URL, "keyPrefix": REDIS_PREFIX}))
+    raw = aredis.Redis.from_url(REDIS_URL)
+    try:
+        await create_cache(config_of(), "gamma", store).set("k", {"v": 1}, ttl=10)
+        assert await raw.get(f"{REDIS_PREFIX}gamma:k") == b'{"v":1}'
+        assert 0 < await raw.pttl(f"{REDIS_PREFIX}gamma:k") <= 10_000
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+def test_unknown_store_is_an_error() -> None:
+    with pytest.raises(ValueError, match="backend.cache.store must be 'memory' or 'redis'"):
+        create_store(config_of(cache={"store": "memcache"}))
+
+
+# ----------------------------------------------------------------------------- in real workers
+
+SHARED = """
+import asyncio, os
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin
+
+plugin = create_plugin("shared")
+
+@plugin.init(router=core_services.http_router, cache=core_services.cache)
+async def init(router, cache):
+    async def put(request):
+        await cache.set(request.query_params["k"], {"v": request.query_params["v"]}, ttl=60)
+        return JSONResponse({"pid": os.getpid()})
+
+    async def get(request):
+        await asyncio.sleep(0.2)  # keep this worker busy so the next request goes to the other
+        return JSONResponse({"pid": os.getpid(), "value": await cache.get(request.query_params["k"])})
+
+    router.add_route("/put", put, methods=["POST"])
+    router.add_route("/get", get, methods=["GET"])
+    router.add_auth_policy("/", allow="unauthenticated")
+"""
+
+
+def test_redis_cache_is_shared_by_two_replicas(tmp_path: Path) -> None:
+    make_package(tmp_path, "kernel-test-shared", {"test_shared_cache": SHARED}, {"shared": "test_shared_cache:plugin"})
+    config = kernel_config(
+        cache={"store": "redis", "connection": REDIS_URL, "keyPrefix": REDIS_PREFIX},
+        workers={"replicas": 2, "heartbeatInterval": 0.2, "heartbeatTimeout": 3},
+    )
+    with KernelProcess(config, paths=[tmp_path]) as k, httpx.Client(base_url=k.url, timeout=10) as c:
+        setter = c.post("/api/shared/put", params={"k": "greeting", "v": "hello"}).json()["pid"]
+
+        def readers() -> set[int]:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda _: c.get("/api/shared/get", params={"k": "greeting"}), range(4)))
+            assert all(a.json()["value"] == {"v": "hello"} for a in answers), [a.text for a in answers]
+            pids = {a.json()["pid"] for a in answers}
+            return pids if setter not in pids or len(pids) > 1 else set()
+
+        pids = wait_for(readers, timeout=10)
+        assert pids - {setter}, "a worker other than the setter must have read the value"
