@@ -16,10 +16,9 @@ import asyncio
 import signal
 import sys
 
+import kernel_bench.handlers as handlers
 from starlette.applications import Starlette
 from starlette.routing import Route
-
-import kernel_bench.handlers as handlers
 
 
 def build_app() -> Starlette:

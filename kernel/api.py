@@ -21,9 +21,11 @@ from kernel.errors import (
     KernelError,
     NotAllowedError,
     NotFoundError,
-    NotImplementedError_ as NotImplementedError,
     NotModifiedError,
     ServiceUnavailableError,
+)
+from kernel.errors import (
+    NotImplementedError_ as NotImplementedError,
 )
 from kernel.hookspecs import hookimpl
 from kernel.plugin import BackendPlugin, PluginDeclarationError, create_plugin

@@ -41,22 +41,11 @@ INDEX CONCURRENTLY``) are not supported in migrations.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import hashlib
-import os
-import re
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlparse
-
-import aiosqlite
-import asyncpg  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from kernel.config import Config
 from kernel.core_services import (
@@ -69,7 +58,10 @@ from kernel.core_services import (
 )
 from kernel.service import create_service_factory
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from services.database_postgres import PgDatabase
+    from services.database_sqlite import SqliteDatabase
+
 _SQLITE = {"sqlite", "sqlite3", "better-sqlite3"}
 _PG = {"pg", "postgres", "postgresql"}
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS kernel_migrations (
@@ -180,296 +172,14 @@ class _Queries:
         raise NotImplementedError
 
 
-async def _sqlite_run(conn: aiosqlite.Connection, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-    args = {str(i): value for i, value in enumerate(params, 1)}
-    async with conn.execute(sql, args) as cur:
-        if op == "execute":
-            return max(cur.rowcount, 0)
-        cols = [d[0] for d in cur.description or ()]
-        if op == "all":
-            return [dict(zip(cols, row)) for row in await cur.fetchall()]
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip(cols, row)) if op == "one" else row[0]
-
-
-def split_sqlite_script(script: str) -> list[str]:
-    """Split an SQL script into complete statements (semicolons in strings or triggers are kept)."""
-    out: list[str] = []
-    current = ""
-    for piece in re.split(r"(;)", script):
-        current += piece
-        if piece == ";" and sqlite3.complete_statement(current):
-            if current.strip(" \t\r\n;"):
-                out.append(current.strip())
-            current = ""
-    if current.strip():
-        out.append(current.strip())
-    return out
-
-
-class _SqliteConnection(_Queries):
-    """A ``Database`` bound to one SQLite connection inside a transaction; nests with savepoints."""
-
-    dialect = "sqlite"
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-        self._depth = 0
-
-    async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        return await _sqlite_run(self._conn, op, sql, params)
-
-    async def _script(self, sql: str) -> None:
-        for statement in split_sqlite_script(sql):
-            await self._conn.execute(statement)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SqliteConnection]:
-        self._depth += 1
-        name = f"kernel_sp_{self._depth}"
-        await self._conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield self
-        except BaseException:
-            await self._conn.execute(f"ROLLBACK TO {name}")
-            await self._conn.execute(f"RELEASE {name}")
-            raise
-        else:
-            await self._conn.execute(f"RELEASE {name}")
-        finally:
-            self._depth -= 1
-
-
-async def _retry_busy(call: Callable[[], Awaitable[T]], limit: float = 30.0) -> T:
-    """Retry a statement that SQLite refused as busy without calling its busy handler (it happens
-    in WAL mode while other processes open the same file); a refused statement had no effect."""
-    deadline, delay = time.monotonic() + limit, 0.005
-    while True:
-        try:
-            return await call()
-        except sqlite3.OperationalError as exc:
-            if "database is locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: str) -> AsyncIterator[None]:
-    """An exclusive ``flock`` on ``path`` across processes; polled, so cancelling never leaks it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(0.005)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-async def _enable_wal(conn: aiosqlite.Connection, path: str) -> None:
-    """Switch a file to WAL. Several processes opening a new file at once can see SQLite refuse
-    ``BEGIN IMMEDIATE`` without waiting while the mode changes, so openers take turns."""
-    if path == ":memory:":
-        return
-    async with _file_lock(path + ".lock"):
-        if await _sqlite_run(conn, "val", "PRAGMA journal_mode", ()) != "wal":
-            await conn.execute("PRAGMA journal_mode = WAL")
-
-
-class SqliteDatabase(_Queries):
-    """A small pool of aiosqlite connections to one file (WAL); statements autocommit."""
-
-    dialect = "sqlite"
-
-    def __init__(self, path: str, max_size: int = 5) -> None:
-        self.path = path
-        self._idle: list[aiosqlite.Connection] = []
-        self._all: list[aiosqlite.Connection] = []
-        self._slots = asyncio.Semaphore(1 if path == ":memory:" else max_size)
-
-    async def _open(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        self._all.append(conn)  # closed by close(), even if a pragma below fails or is cancelled
-        for pragma in ("busy_timeout = 30000", "synchronous = NORMAL", "foreign_keys = ON"):
-            await conn.execute(f"PRAGMA {pragma}")
-        await _enable_wal(conn, self.path)
-        return conn
-
-    @contextlib.asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._open()
-            try:
-                yield conn
-            finally:
-                self._idle.append(conn)
-
-    async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        async with self._acquire() as conn:
-            return await _retry_busy(lambda: _sqlite_run(conn, op, sql, params))
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SqliteConnection]:
-        """``BEGIN IMMEDIATE``: takes the write lock up front, so concurrent writers wait, not fail."""
-        async with self._acquire() as conn:
-            try:
-                await _retry_busy(lambda: _sqlite_run(conn, "execute", "BEGIN IMMEDIATE", ()))
-                yield _SqliteConnection(conn)
-            except BaseException:
-                # statements run in order on the connection's thread: this follows BEGIN even if
-                # the caller was cancelled before BEGIN ran
-                with contextlib.suppress(sqlite3.OperationalError):  # no transaction is active
-                    await conn.execute("ROLLBACK")
-                raise
-            else:
-                await conn.execute("COMMIT")
-
-    async def lock_migrations(self, tx: _Queries) -> None:
-        """Nothing to do: ``BEGIN IMMEDIATE`` already serializes writers across processes."""
-
-    async def close(self) -> None:
-        for conn in self._all:
-            await conn.close()
-        self._all.clear()
-        self._idle.clear()
-
-
-def _pg_status_count(status: str) -> int:
-    last = status.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() else 0
-
-
-async def _pg_run(target: Any, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-    if op == "execute":
-        return _pg_status_count(await target.execute(sql, *params))
-    if op == "all":
-        return [dict(r) for r in await target.fetch(sql, *params)]
-    if op == "one":
-        row = await target.fetchrow(sql, *params)
-        return None if row is None else dict(row)
-    return await target.fetchval(sql, *params)
-
-
-class _PgConnection(_Queries):
-    """A ``Database`` bound to one asyncpg connection inside a transaction; nests with savepoints."""
-
-    dialect = "postgres"
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        return await _pg_run(self._conn, op, sql, params)
-
-    async def _script(self, sql: str) -> None:
-        await self._conn.execute(sql)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgConnection]:
-        async with self._conn.transaction():
-            yield self
-
-
-class PgDatabase(_Queries):
-    """An asyncpg pool to the plugin's database (or schema)."""
-
-    dialect = "postgres"
-
-    def __init__(self, pool: Any, lock_scope: str) -> None:
-        self._pool = pool
-        self._lock_key = advisory_key(f"kernel_migrations:{lock_scope}")
-
-    async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        return await _pg_run(self._pool, op, sql, params)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgConnection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgConnection(conn)
-
-    async def lock_migrations(self, tx: _Queries) -> None:
-        await tx.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_*lock``."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
 # ----------------------------------------------------------------------------- connecting
-
-
-def _ident(name: str) -> str:
-    if len(name.encode()) > 63:
-        raise ValueError(f"PostgreSQL identifier {name!r} is longer than 63 bytes")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _pg_args(connection: Any) -> tuple[dict[str, Any], str | None]:
-    """asyncpg connect keyword arguments, and the database the config names (if any)."""
-    if isinstance(connection, str):
-        return {"dsn": connection}, urlparse(connection).path.lstrip("/") or None
-    if isinstance(connection, dict):
-        keys = ("host", "port", "user", "password", "database")
-        args = {k: connection[k] for k in keys if connection.get(k) is not None}
-        return args, args.get("database")
-    raise ValueError("backend.database.connection must be a URL or {host, port, user, password, database}")
-
-
-async def _ensure_database(args: dict[str, Any], name: str, admin_db: str) -> None:
-    """Create database ``name`` unless it exists; safe when several processes race."""
-    conn = await asyncpg.connect(**{**args, "database": admin_db})
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"kernel_create_db:{name}"))
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            try:
-                await conn.execute(f"CREATE DATABASE {_ident(name)}")
-            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-                pass  # created by a process that did not take our lock
-    finally:
-        await conn.close()
-
-
-async def _pg_pool(settings: DatabaseSettings, database: str, schema: str | None) -> Any:
-    args, configured = _pg_args(settings.connection)
-    admin = configured if configured and configured != database else "postgres"
-    server_settings = {"search_path": _ident(schema)} if schema else {}
-
-    async def create() -> Any:
-        pool = await asyncpg.create_pool(
-            **{**args, "database": database},
-            min_size=settings.pool_min,
-            max_size=settings.pool_max,
-            server_settings=server_settings,
-        )
-        if settings.pool_min == 0:  # nothing connected yet: find out now whether the database exists
-            try:
-                async with pool.acquire():
-                    pass
-            except BaseException:
-                pool.terminate()
-                raise
-        return pool
-
-    try:
-        return await create()
-    except asyncpg.InvalidCatalogNameError:
-        await _ensure_database(args, database, admin)
-        return await create()
 
 
 async def connect(settings: DatabaseSettings, plugin_id: str) -> SqliteDatabase | PgDatabase:
     """Open the plugin's database as ``settings`` describe, creating it if needed."""
     if settings.client == "sqlite":
+        from services.database_sqlite import SqliteDatabase
+
         conn = settings.connection
         if conn == ":memory:":
             return SqliteDatabase(":memory:")
@@ -478,17 +188,9 @@ async def connect(settings: DatabaseSettings, plugin_id: str) -> SqliteDatabase 
         directory = Path((conn or {}).get("directory") or "var/data")
         directory.mkdir(parents=True, exist_ok=True)
         return SqliteDatabase(str(directory / f"{plugin_id}.sqlite"), settings.pool_max)
-    _, configured = _pg_args(settings.connection)
-    if settings.division == "schema":
-        database = settings.own_database or configured or "postgres"
-        pool = await _pg_pool(settings, database, plugin_id)
-        db = PgDatabase(pool, f"{database}.{plugin_id}")
-        async with db.transaction() as tx:
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
-            await tx.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(plugin_id)}")
-        return db
-    database = settings.own_database or settings.prefix + plugin_id
-    return PgDatabase(await _pg_pool(settings, database, None), database)
+    from services.database_postgres import connect_postgres  # asyncpg only when PostgreSQL is configured
+
+    return await connect_postgres(settings, plugin_id)
 
 
 # ----------------------------------------------------------------------------- the service

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from croniter import croniter  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -95,6 +94,8 @@ class Cadence:
         if isinstance(frequency, str):
             if frequency == "manual":
                 return cls("manual")
+            from croniter import croniter  # type: ignore[import-untyped]  # imported when a cron is used
+
             if not croniter.is_valid(frequency):
                 raise ValueError(f"task {task_id!r}: {frequency!r} is not a valid cron expression")
             return cls("cron", cron=frequency)
@@ -120,6 +121,8 @@ class Cadence:
 
     def _cron_after(self, t: float) -> float:
         start = datetime.fromtimestamp(t, timezone.utc)
+        from croniter import croniter
+
         return float(croniter(self.cron, start).get_next(float))
 
     def describe(self) -> str | float:

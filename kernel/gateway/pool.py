@@ -13,7 +13,6 @@ import zmq
 
 from kernel.errors import GatewayTimeoutError
 from kernel.protocol import (
-    ACK_EVERY,
     PROTOCOL_VERSION,
     WINDOW,
     AuthPolicy,

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from kernel.testing import KernelProcess, make_package
-from services.database import MigrationError, PluginDatabase, create_database, read_settings, split_sqlite_script
+from services.database import MigrationError, PluginDatabase, create_database, read_settings
+from services.database_sqlite import split_sqlite_script
 from tests.services.conftest import (
     AUTH,
     DB_ENGINES,
