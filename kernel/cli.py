@@ -25,8 +25,13 @@ def _config_paths(given: Sequence[str] | None) -> list[str]:
 
 
 def _load(paths: list[str]) -> tuple[Config, Settings]:
+    """Load and check everything the kernel itself reads, so mistakes stop startup readably."""
+    from kernel.gateway.auth import static_tokens_from_config
+
     config = load_config(paths)
-    return config, read_settings(config)
+    settings = read_settings(config)
+    static_tokens_from_config(config)
+    return config, settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

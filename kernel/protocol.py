@@ -17,7 +17,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 #: flow control, the same on both sides: a sender may have WINDOW body chunks of a stream
 #: unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW) of them
-WINDOW = 8
+WINDOW = 16
 ACK_EVERY = 4
 
 Headers = list[tuple[bytes, bytes]]

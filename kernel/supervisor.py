@@ -106,6 +106,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._abort: str | None = None
         self._gen_counter = 0
+        self._gateway_deaths: deque[float] = deque()
         self.control: LoopSocket | None = None
         self.listener: socket.socket | None = None
 
@@ -245,6 +246,10 @@ class Supervisor:
         if self.stopping:
             return
         if child.kind == "gateway":
+            if self._flapping(self._gateway_deaths):
+                self._abort = f"gateway {child.slot} keeps dying (last exit code {code}); giving up"
+                self._stop.set()
+                return
             log.error("gateway %d exited with code %d; restarting", child.slot, code)
             asyncio.get_running_loop().call_later(0.2, self._restart_gateway, child.slot)
             return
@@ -255,12 +260,8 @@ class Supervisor:
             self._stop.set()
             return
         log.error("worker %s of plugin '%s' died (%s)", child.ident, plugin.id, how)
-        now = time.monotonic()
-        plugin.restarts.append(now)
         window = self.settings.workers.flapping_window
-        while plugin.restarts and now - plugin.restarts[0] > window:
-            plugin.restarts.popleft()
-        if len(plugin.restarts) > self.settings.workers.flapping_limit:
+        if self._flapping(plugin.restarts):
             plugin.state = "failed"
             plugin.reason = (
                 f"failed: {len(plugin.restarts)} worker deaths within {window:g}s (last: {how}); not restarting"
@@ -272,6 +273,14 @@ class Supervisor:
         plugin.backoff = min(w.restart_max_delay, plugin.backoff * 2 if plugin.backoff else w.restart_initial_delay)
         self.publish()
         asyncio.get_running_loop().call_later(plugin.backoff, self._restart_worker, plugin, child.slot)
+
+    def _flapping(self, deaths: deque[float]) -> bool:
+        """Record a death; true when there were more than the limit within the window."""
+        now = time.monotonic()
+        deaths.append(now)
+        while deaths and now - deaths[0] > self.settings.workers.flapping_window:
+            deaths.popleft()
+        return len(deaths) > self.settings.workers.flapping_limit
 
     def _restart_worker(self, plugin: PluginRecord, slot: int) -> None:
         if not self.stopping and plugin.state != "failed":

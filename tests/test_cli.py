@@ -104,3 +104,11 @@ def test_abort_policy_stops_the_kernel_when_a_worker_cannot_boot(tmp_path: Path,
     assert k.proc.wait(20) == 1
     assert "plugin 'crashy' (package 'kernel-test-crashy') failed to start: worker exit code 7" in k.output()
     k.stop()
+
+
+def test_bad_external_access_is_a_startup_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "app-config.yaml"
+    cfg.write_text("backend:\n  auth:\n    externalAccess:\n      - type: static\n        options: {token: short}\n")
+    proc = _run(["serve", "--config", str(cfg)], [])
+    assert proc.returncode == 2
+    assert "backend.auth.externalAccess[0].options.token" in proc.stderr

@@ -19,7 +19,13 @@ USER_COOKIE = "kernel-user-token"
 
 
 class CredentialVerifier(Protocol):
-    """Turns a presented token into a principal, or ``None`` if it is not one of its tokens."""
+    """Turns a presented token into a principal, or ``None`` if it is not one of its tokens.
+
+    ``cacheable``: a verified token stays valid for the life of the process (static
+    tokens); expiring tokens (JWTs) must say ``False`` or cache with their expiry.
+    """
+
+    cacheable: bool
 
     def verify(self, token: str) -> Principal | None: ...
 
@@ -30,6 +36,8 @@ class StaticTokens:
     Lookup is by SHA-256 of the presented token (no secret-dependent early
     exit), then confirmed with ``hmac.compare_digest``.
     """
+
+    cacheable = True
 
     def __init__(self, entries: Iterable[tuple[str, Principal]]) -> None:
         self._by_digest: dict[bytes, tuple[str, Principal]] = {}
@@ -101,8 +109,11 @@ def _credentials(headers: Sequence[tuple[bytes, bytes]], cookie_ok: bool) -> str
 class Authenticator:
     """Decides the principal of a request to a plugin, or raises 401/403."""
 
-    def __init__(self, verifiers: Sequence[CredentialVerifier]) -> None:
+    def __init__(self, verifiers: Sequence[CredentialVerifier], cache_size: int = 1024) -> None:
         self._verifiers = list(verifiers)
+        #: tokens verified before; only successes are kept, so guessing cannot grow it
+        self._verified: dict[str, Principal] = {}
+        self._cache_size = cache_size
 
     def authenticate(
         self, plugin_id: str, policies: Sequence[AuthPolicy], path: str, headers: Sequence[tuple[bytes, bytes]]
@@ -124,8 +135,15 @@ class Authenticator:
         return principal
 
     def _verify(self, token: str) -> Principal | None:
+        principal = self._verified.get(token)
+        if principal is not None:
+            return principal
         for verifier in self._verifiers:
             principal = verifier.verify(token)
+            if principal is not None and verifier.cacheable:
+                if len(self._verified) >= self._cache_size:
+                    self._verified.clear()
+                self._verified[token] = principal
             if principal is not None:
                 return principal
         return None
