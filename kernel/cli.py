@@ -83,8 +83,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     width = max([len(r["id"]) for r in rows] + [2])
     for r in rows:
         print(f"{r['id']:<{width}}  {r['distribution']} {r['version']}  ({r['module']})")
-    for f in failures:
-        print(f"FAILED {f['name']} ({f['distribution']}): {f['reason']}")
+    for f in reg.failures:
+        print(f"FAILED {f}")
     return 1 if failures else 0
 
 

@@ -48,7 +48,9 @@ def _cycles(factories: Mapping[str, ServiceFactory]) -> list[str]:
             return
         if state.get(sid) == 1:
             cycle = path[path.index(sid) :] + [sid]
-            found.append("circular service dependency: " + " -> ".join(cycle))
+            providers = sorted({factories[c].provider for c in cycle if factories[c].provider})
+            by = f" (provided by {', '.join(providers)})" if providers else ""
+            found.append("circular service dependency: " + " -> ".join(cycle) + by)
             return
         state[sid] = 1
         for ref in factories[sid].deps.values():

@@ -43,6 +43,8 @@ class LoadFailure:
     reason: str
 
     def __str__(self) -> str:
+        if not self.name:  # a problem of the service graph, not of one plugin
+            return self.reason
         return f"plugin '{self.name}' from package '{self.distribution}': {self.reason}"
 
 
@@ -132,7 +134,7 @@ def load_registry(
             reg.plugins.pop(culprit.id, None)
             reg.failures.append(LoadFailure(culprit.id, culprit.distribution, line))
         else:
-            reg.failures.append(LoadFailure("<services>", "<services>", line))
+            reg.failures.append(LoadFailure("", "", line))
     return reg
 
 
@@ -178,9 +180,9 @@ def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
 def split_failures(
     failures: Iterable[LoadFailure], policy_for: Callable[[str], str]
 ) -> tuple[list[LoadFailure], list[LoadFailure]]:
-    """(fatal, tolerated) according to each plugin's boot-failure policy."""
+    """(fatal, tolerated) according to each plugin's boot-failure policy; service-graph problems are fatal."""
     fatal: list[LoadFailure] = []
     tolerated: list[LoadFailure] = []
     for f in failures:
-        (tolerated if policy_for(f.name) == "continue" else fatal).append(f)
+        (tolerated if f.name and policy_for(f.name) == "continue" else fatal).append(f)
     return fatal, tolerated

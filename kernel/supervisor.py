@@ -392,7 +392,7 @@ def _worker_state(child: Child) -> str:
 
 
 def startup_failure_message(failures: list[str]) -> str:
-    lines = ["kernel: cannot start, plugins failed to load:"]
+    lines = ["kernel: cannot start:"]
     lines += [f"  - {f}" for f in failures]
     lines.append("Fix the package, uninstall it, or set backend.startup.plugins.<id>.onPluginBootFailure: continue")
     return "\n".join(lines)

@@ -156,3 +156,91 @@ def init(router, health):
     router.add_route("/toggle", toggle, methods=["POST"])
     router.add_auth_policy("/", allow="unauthenticated")
 '''
+
+# A package that provides services and routes through the hooks (no plugin of its own).
+PROVIDER = '''
+from kernel.api import core_services, create_service_factory, create_service_ref, hookimpl
+
+
+class DictCache:
+    """A cache that tells who made it."""
+
+    def __init__(self, plugin_id):
+        self.plugin_id = plugin_id
+        self.data = {}
+
+    async def get(self, key):
+        return self.data.get(key, f"from acme cache of {self.plugin_id}")
+
+    async def set(self, key, value, *, ttl=None):
+        self.data[key] = value
+
+    async def delete(self, key):
+        self.data.pop(key, None)
+
+    def with_options(self, *, default_ttl=None):
+        return self
+
+
+@create_service_factory(core_services.cache, {"meta": core_services.plugin_metadata})
+def acme_cache(meta):
+    return DictCache(meta.plugin_id)
+
+
+greeter = create_service_ref("acme.greeter")
+
+
+@create_service_factory(greeter, {"logger": core_services.logger})
+def acme_greeter(logger):
+    return lambda name: f"greetings, {name}"
+
+
+@hookimpl
+def kernel_provide_services():
+    return [acme_cache, acme_greeter]
+
+
+@hookimpl
+def kernel_register_routes(plugin_id, router):
+    from starlette.responses import JSONResponse
+
+    async def stamp(request):
+        return JSONResponse({"stamped": plugin_id})
+
+    router.add_route("/.acme/stamp", stamp)
+    router.add_auth_policy("/.acme", allow="unauthenticated")
+'''
+
+# A plugin using the overridden cache and the provider's own service.
+CONSUMER = '''
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin, create_service_ref
+
+plugin = create_plugin("consumer")
+greeter = create_service_ref("acme.greeter")
+
+
+@plugin.init(router=core_services.http_router, cache=core_services.cache, greet=greeter)
+def init(router, cache, greet):
+    async def show(request):
+        return JSONResponse({"cache": await cache.get("anything"), "greeting": greet("you")})
+
+    router.add_route("/show", show)
+    router.add_auth_policy("/", allow="unauthenticated")
+'''
+
+# Two service providers depending on each other.
+CYCLE = '''
+from kernel.api import create_service_factory, create_service_ref, hookimpl
+
+a = create_service_ref("loop.a")
+b = create_service_ref("loop.b")
+
+
+@hookimpl
+def kernel_provide_services():
+    return [
+        create_service_factory(a, {"b": b})(lambda b: "a"),
+        create_service_factory(b, {"a": a})(lambda a: "b"),
+    ]
+'''
