@@ -244,3 +244,40 @@ def kernel_provide_services():
         create_service_factory(b, {"a": a})(lambda a: "b"),
     ]
 '''
+
+# A plugin that touches config (with reload), discovery and lifecycle from its worker.
+SERVICED = '''
+import os
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin
+
+plugin = create_plugin("serviced")
+seen = {"startup": False, "changes": []}
+
+
+@plugin.init(
+    router=core_services.http_router,
+    config=core_services.root_config,
+    discovery=core_services.discovery,
+    lifecycle=core_services.lifecycle,
+    logger=core_services.logger,
+)
+def init(router, config, discovery, lifecycle, logger):
+    def started():
+        seen["startup"] = True
+
+    lifecycle.add_startup_hook(started)
+    config.subscribe(lambda new: seen["changes"].append(new.get_string("serviced.greeting")))
+
+    async def show(request):
+        return JSONResponse({
+            "greeting": config.get_string("serviced.greeting"),
+            "changes": seen["changes"],
+            "startup": seen["startup"],
+            "internal": await discovery.get_base_url("catalog"),
+            "external": await discovery.get_external_base_url("catalog"),
+        })
+
+    router.add_route("/show", show)
+    router.add_auth_policy("/", allow="unauthenticated")
+'''
