@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from kernel.api import InputError, core_services, create_plugin, principal_of
 
 plugin = create_plugin("echo")
+stats = {"chunks_streamed": 0}
 
 
 @plugin.init(router=core_services.http_router)
@@ -23,7 +24,7 @@ async def init(router):
         })
 
     async def pid(request):
-        return JSONResponse({"pid": os.getpid()})
+        return JSONResponse({"pid": os.getpid(), **stats})
 
     async def sleep(request):
         await asyncio.sleep(float(request.query_params["s"]))
@@ -46,6 +47,7 @@ async def init(router):
 
         async def gen():
             for _ in range(n):
+                stats["chunks_streamed"] += 1
                 yield chunk
 
         return StreamingResponse(gen(), media_type="application/octet-stream")

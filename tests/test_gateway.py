@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
+import time
 
 import httpx
 import psutil
@@ -155,3 +157,23 @@ def test_body_limit_gives_413(site) -> None:
 
             assert_error_shape(c.post("/api/echo/upload", content=chunked()), 413, "PayloadTooLargeError")
             assert c.post("/api/echo/upload", content=b"z" * 1000).json()["size"] == 1000
+
+
+def test_a_client_leaving_mid_stream_stops_the_handler(client: httpx.Client, kernel: KernelProcess) -> None:
+    log_before = len(kernel.output())
+    before = client.get("/api/echo/pid").json()["chunks_streamed"]
+    with socket.create_connection(("127.0.0.1", kernel.port)) as raw:
+        raw.sendall(b"GET /api/echo/stream?mb=1024 HTTP/1.1\r\nHost: test\r\n\r\n")
+        got = 0
+        while got < 4 * 2**20:
+            got += len(raw.recv(65536))
+    streamed = [before]
+    deadline = time.monotonic() + 10
+    while True:  # the worker stops producing soon after the client is gone
+        time.sleep(0.3)
+        streamed.append(client.get("/api/echo/pid").json()["chunks_streamed"])
+        if streamed[-1] == streamed[-2]:
+            break
+        assert time.monotonic() < deadline, "the worker kept streaming to a client that left"
+    assert streamed[-1] - before < 1024 * 16 // 4, "most of the 1 GB was produced for nobody"
+    assert "Traceback" not in kernel.output()[log_before:]  # a client leaving is not an error

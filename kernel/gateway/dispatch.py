@@ -103,13 +103,19 @@ class ApiDispatcher:
             await send({"type": "http.response.start", "status": rhead.status, "headers": rhead.headers})
             await send({"type": "http.response.body", "body": rhead.body, "more_body": rhead.more_body})
             more_out = rhead.more_body
+            if more_out and upload is None:  # a streamed answer: stop it if the client goes away
+                upload = asyncio.get_running_loop().create_task(self._watch_disconnect(stream, receive))
             while more_out:
+                if stream.failure is not None:  # client gone, worker gone, idle timeout
+                    raise stream.failure
                 data, more_out = stream.chunks.popleft() if stream.chunks else await stream.next_chunk(self.timeout)
                 await send({"type": "http.response.body", "body": data, "more_body": more_out})
                 stream.consumed += 1
                 if stream.consumed >= ACK_EVERY and more_out:
                     pool.send(worker, encode(Credit(stream.id, stream.consumed)))
                     stream.consumed = 0
+        except ClientGone:
+            _abandon(pool, stream, worker)  # nobody to answer: just stop the worker's handler
         except BaseException:
             _abandon(pool, stream, worker)
             raise
@@ -125,7 +131,7 @@ class ApiDispatcher:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                _abandon(self.pool, stream, worker)
+                stream.fail(ClientGone("the client closed the connection during the upload"))
                 return
             data = message.get("body", b"")
             more = message.get("more_body", False)
@@ -137,6 +143,17 @@ class ApiDispatcher:
                 return
             await stream.take_credit()
             self.pool.send(worker, encode(RequestBody(stream.id, more)), data)
+        await self._watch_disconnect(stream, receive)
+
+    async def _watch_disconnect(self, stream: GatewayStream, receive: Receive) -> None:
+        """Once the request body is in, the next ASGI message can only be the client leaving."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        stream.fail(ClientGone("the client closed the connection"))
+
+
+class ClientGone(Exception):
+    """The client disconnected while its answer was streaming."""
 
 
 def _expire(stream: GatewayStream, plugin_id: str, timeout: float) -> None:
