@@ -67,39 +67,99 @@ def _positive(kind: Callable[[str], Any], minimum: float = 1) -> Callable[[str],
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}")
         return value
+
     return parse
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=DESCRIPTION, epilog=EPILOG,
+        prog="python -m benchmarks",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--scenario", action="append", metavar="NAME[,NAME]",
-                   help="scenario(s) to run; repeatable or comma-separated (default: all)")
-    p.add_argument("--server", choices=["hypercorn", "uvicorn", "both"], default="both",
-                   help="HTTP server of the gateway and of the baseline (default: both)")
-    p.add_argument("--duration", type=_positive(int), default=5, metavar="S",
-                   help="seconds of load per measurement (whole seconds; default 5)")
-    p.add_argument("--warmup", type=_positive(int, 0), default=1, metavar="S",
-                   help="seconds of unmeasured load before each measurement (default 1; 0 = none)")
-    p.add_argument("--connections", type=_positive(int), default=32, metavar="N",
-                   help="concurrent keep-alive connections (default 32)")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME[,NAME]",
+        help="scenario(s) to run; repeatable or comma-separated (default: all)",
+    )
+    p.add_argument(
+        "--server",
+        choices=["hypercorn", "uvicorn", "both"],
+        default="both",
+        help="HTTP server of the gateway and of the baseline (default: both)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive(int),
+        default=5,
+        metavar="S",
+        help="seconds of load per measurement (whole seconds; default 5)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_positive(int, 0),
+        default=1,
+        metavar="S",
+        help="seconds of unmeasured load before each measurement (default 1; 0 = none)",
+    )
+    p.add_argument(
+        "--connections",
+        type=_positive(int),
+        default=32,
+        metavar="N",
+        help="concurrent keep-alive connections (default 32)",
+    )
     p.add_argument("--threads", type=_positive(int), default=1, metavar="N", help="wrk threads (default 1)")
-    p.add_argument("--runs", type=_positive(int), default=1, metavar="N",
-                   help="measurements per row, the row keeps the median (default 1; the issue's targets use 3)")
-    p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
-                   help="auto: wrk when on PATH, else ours (a lower bound)")
-    p.add_argument("--hello-variants", type=_variants, default=_variants("1x1,1x2,2x1,2x2"), metavar="GxR,...",
-                   help="hello's gateway processes x worker replicas (default 1x1,1x2,2x1,2x2)")
-    p.add_argument("--download-mb", type=_positive(int, 2), default=1024, metavar="MB",
-                   help="size of the big streamed download in MiB (default 1024)")
-    p.add_argument("--download-timeout", type=_positive(float), default=60.0, metavar="S",
-                   help="time bound of one big download (default 60)")
-    p.add_argument("--startup-plugins", type=_positive(int), default=5, metavar="N",
-                   help="plugins in the startup scenario, generated as needed (default 5)")
-    p.add_argument("--trials", type=_positive(int), default=3, metavar="N",
-                   help="starts (startup) and kills (recovery) per run, median kept (default 3)")
+    p.add_argument(
+        "--runs",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="measurements per row, the row keeps the median (default 1; the issue's targets use 3)",
+    )
+    p.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="auto: wrk when on PATH, else ours (a lower bound)",
+    )
+    p.add_argument(
+        "--hello-variants",
+        type=_variants,
+        default=_variants("1x1,1x2,2x1,2x2"),
+        metavar="GxR,...",
+        help="hello's gateway processes x worker replicas (default 1x1,1x2,2x1,2x2)",
+    )
+    p.add_argument(
+        "--download-mb",
+        type=_positive(int, 2),
+        default=1024,
+        metavar="MB",
+        help="size of the big streamed download in MiB (default 1024)",
+    )
+    p.add_argument(
+        "--download-timeout",
+        type=_positive(float),
+        default=60.0,
+        metavar="S",
+        help="time bound of one big download (default 60)",
+    )
+    p.add_argument(
+        "--startup-plugins",
+        type=_positive(int),
+        default=5,
+        metavar="N",
+        help="plugins in the startup scenario, generated as needed (default 5)",
+    )
+    p.add_argument(
+        "--trials",
+        type=_positive(int),
+        default=3,
+        metavar="N",
+        help="starts (startup) and kills (recovery) per run, median kept (default 3)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as a JSON list")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG of the rows (needs matplotlib)")
     return p
@@ -117,10 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     servers = ["hypercorn", "uvicorn"] if args.server == "both" else [args.server]
     opts = Options(
-        servers=servers, scenarios=scenarios, duration=args.duration, warmup=args.warmup,
-        connections=args.connections, runs=args.runs, hello_variants=args.hello_variants,
-        download_bytes=args.download_mb * 1024 * 1024, download_timeout=args.download_timeout,
-        startup_plugins=args.startup_plugins, trials=args.trials,
+        servers=servers,
+        scenarios=scenarios,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        runs=args.runs,
+        hello_variants=args.hello_variants,
+        download_bytes=args.download_mb * 1024 * 1024,
+        download_timeout=args.download_timeout,
+        startup_plugins=args.startup_plugins,
+        trials=args.trials,
     )
     gen = loadgen.choose(args.loadgen, args.threads)
     print(f"load generator: {gen.name}", flush=True)
@@ -164,4 +231,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("FAILED:\n  " + "\n  ".join(runner.failures), file=sys.stderr)
         return 1
     return 0
-

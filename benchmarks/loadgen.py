@@ -110,8 +110,15 @@ class Wrk(LoadGenerator):
             script = f.name
         try:
             cmd = [
-                self.path, f"-t{min(self.threads, connections)}", f"-c{connections}", f"-d{max(1, int(duration))}s",
-                f"--timeout={self.timeout}s", "--latency", "-s", script, load.url,
+                self.path,
+                f"-t{min(self.threads, connections)}",
+                f"-c{connections}",
+                f"-d{max(1, int(duration))}s",
+                f"--timeout={self.timeout}s",
+                "--latency",
+                "-s",
+                script,
+                load.url,
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + self.timeout + 30)
         finally:
@@ -131,8 +138,11 @@ def parse_wrk(out: str) -> LoadResult:
             seconds=d["duration_us"] / 1e6,
             bytes=d["bytes"],
             errors=d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"],
-            p50_ms=d["p50"] / 1000, p90_ms=d["p90"] / 1000, p99_ms=d["p99"] / 1000,
-            p999_ms=d["p999"] / 1000, max_ms=d["max"] / 1000,
+            p50_ms=d["p50"] / 1000,
+            p90_ms=d["p90"] / 1000,
+            p99_ms=d["p99"] / 1000,
+            p999_ms=d["p999"] / 1000,
+            max_ms=d["max"] / 1000,
         )
     return _parse_wrk_text(out)
 
@@ -163,9 +173,15 @@ def _parse_wrk_text(out: str) -> LoadResult:
         errors += int(s.group(1))
     mx = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
     return LoadResult(
-        requests=int(m.group(1)), seconds=seconds, bytes=int(size), errors=errors,
-        p50_ms=pct.get("50", 0.0), p90_ms=pct.get("90", 0.0), p99_ms=pct.get("99", 0.0),
-        p999_ms=pct.get("99", 0.0), max_ms=_ms(mx.group(1)) if mx else 0.0,
+        requests=int(m.group(1)),
+        seconds=seconds,
+        bytes=int(size),
+        errors=errors,
+        p50_ms=pct.get("50", 0.0),
+        p90_ms=pct.get("90", 0.0),
+        p99_ms=pct.get("99", 0.0),
+        p999_ms=pct.get("99", 0.0),
+        max_ms=_ms(mx.group(1)) if mx else 0.0,
     )
 
 
@@ -272,7 +288,7 @@ class _Run:
 def _percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return 0.0
-    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[k]
 
 
@@ -323,9 +339,14 @@ class PyLoad(LoadGenerator):
         await asyncio.wait([c.closed for c in conns], timeout=5)
         lat = sorted(run.latencies)
         return LoadResult(
-            requests=len(lat), seconds=seconds, bytes=run.bytes, errors=run.errors,
-            p50_ms=_percentile(lat, 50) * 1000, p90_ms=_percentile(lat, 90) * 1000,
-            p99_ms=_percentile(lat, 99) * 1000, p999_ms=_percentile(lat, 99.9) * 1000,
+            requests=len(lat),
+            seconds=seconds,
+            bytes=run.bytes,
+            errors=run.errors,
+            p50_ms=_percentile(lat, 50) * 1000,
+            p90_ms=_percentile(lat, 90) * 1000,
+            p99_ms=_percentile(lat, 99) * 1000,
+            p999_ms=_percentile(lat, 99.9) * 1000,
             max_ms=(lat[-1] * 1000) if lat else 0.0,
         )
 

@@ -175,14 +175,16 @@ class RssSampler:
 
     def peak_of(self, role: str, plugin: str | None = None) -> float | None:
         values = [
-            v for pid, v in self.peak.items()
+            v
+            for pid, v in self.peak.items()
             if self.procs[pid].role == role and (plugin is None or self.procs[pid].plugin == plugin)
         ]
         return round(max(values), 1) if values else None
 
     def growth_of(self, role: str, plugin: str | None = None) -> float | None:
         values = [
-            self.peak[pid] - self.first[pid] for pid in self.peak
+            self.peak[pid] - self.first[pid]
+            for pid in self.peak
             if self.procs[pid].role == role and (plugin is None or self.procs[pid].plugin == plugin)
         ]
         return round(max(values), 1) if values else None
@@ -200,10 +202,7 @@ def _pythonpath(*extra: Path | str) -> str:
 
 
 def _bench_plugin_installed() -> bool:
-    for ep in importlib.metadata.entry_points(group="kernel.plugins"):
-        if ep.name == BENCH_PLUGIN:
-            return True
-    return False
+    return any(ep.name == BENCH_PLUGIN for ep in importlib.metadata.entry_points(group="kernel.plugins"))
 
 
 def _module_path() -> list[Path]:
@@ -240,7 +239,10 @@ class BaselineServer:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.baseline_app", "--server", self.server, "--port", str(self.port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         self.tree = Tree(self.proc.pid, "server")
         wait_http_ok(self.url + "/hello", timeout, self.proc, self.log_path)
@@ -328,7 +330,9 @@ class Kernel:
         for i in range(1, setup.extra_plugins + 1):
             pid = f"bench-extra-{i}"
             make_package(
-                site, f"kernel-plugin-bench-extra-{i}", {f"kernel_bench_extra_{i}": STARTUP_PLUGIN.format(pid=pid)},
+                site,
+                f"kernel-plugin-bench-extra-{i}",
+                {f"kernel_bench_extra_{i}": STARTUP_PLUGIN.format(pid=pid)},
                 {pid: f"kernel_bench_extra_{i}:plugin"},
             )
         config: dict[str, Any] = {
@@ -392,4 +396,3 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
-

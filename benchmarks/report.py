@@ -44,6 +44,7 @@ def add_ratios(rows: list[Row]) -> None:
 
 # -- the table ------------------------------------------------------------------------------------
 
+
 def _f(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -65,7 +66,11 @@ COLUMNS: list[tuple[str, str, Callable[[Row], str]]] = [
     ("gw MB", ">", lambda r: _f(r["gateway_rss_mb"])),
     ("wk MB", ">", lambda r: _f(r["worker_rss_mb"])),
     ("growth MB", ">", lambda r: _f(r["rss_growth_mb"])),
-    ("seconds", ">", lambda r: _f(r["seconds"], 3) if r["scenario"] in ("startup", "recovery") else _f(r["seconds"], 1)),
+    (
+        "seconds",
+        ">",
+        lambda r: _f(r["seconds"], 3) if r["scenario"] in ("startup", "recovery") else _f(r["seconds"], 1),
+    ),
     ("ratio", ">", lambda r: _f(r["ratio"], 2)),
     ("p99 ratio", ">", lambda r: _f(r["p99_ratio"], 2)),
 ]
@@ -74,14 +79,17 @@ COLUMNS: list[tuple[str, str, Callable[[Row], str]]] = [
 def table(rows: list[Row]) -> str:
     cells = [[fn(r) for _, _, fn in COLUMNS] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _, _) in enumerate(COLUMNS)]
+
     def line(values: list[str]) -> str:
         return "  ".join(f"{v:{a}{w}}" for v, (_, a, _), w in zip(values, COLUMNS, widths, strict=True)).rstrip()
+
     out = [line([h for h, _, _ in COLUMNS]), line(["-" * w for w in widths])]
     out += [line(c) for c in cells]
     return "\n".join(out)
 
 
 # -- the targets of issue 4 --------------------------------------------------------------------------
+
 
 def _find(rows: list[Row], server: str, scenario: str, variant: str | None = None) -> Row | None:
     for r in rows:
@@ -99,7 +107,9 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         if hello and hello["ratio"] is not None:
             out.append((f"{server}: hello >= {need}x baseline req/s", f"{hello['ratio']:.2f}x", hello["ratio"] >= need))
         if hello and hello["p99_ratio"] is not None:
-            out.append((f"{server}: hello p99 <= 2x baseline p99", f"{hello['p99_ratio']:.2f}x", hello["p99_ratio"] <= 2))
+            out.append(
+                (f"{server}: hello p99 <= 2x baseline p99", f"{hello['p99_ratio']:.2f}x", hello["p99_ratio"] <= 2)
+            )
         auth = _find(rows, server, "auth")
         if auth and hello and auth["rps"] and hello["rps"]:
             rel = auth["rps"] / hello["rps"]
@@ -108,28 +118,45 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         small = [r for r in rows if r["server"] == server and r["scenario"] in ("hello", "auth", "startup")]
         gw = [r["gateway_rss_mb"] for r in small if r["gateway_rss_mb"] is not None]
         if gw:
-            out.append((f"{server}: gateway RSS <= 60 MB/process (hello/auth/startup)", f"peak {max(gw):.1f} MB", max(gw) <= 60))
+            out.append(
+                (
+                    f"{server}: gateway RSS <= 60 MB/process (hello/auth/startup)",
+                    f"peak {max(gw):.1f} MB",
+                    max(gw) <= 60,
+                )
+            )
         wk = [r["worker_rss_mb"] for r in small if r["worker_rss_mb"] is not None]
         if wk:
             out.append((f"{server}: worker RSS <= 40 MB (hello-like plugin)", f"peak {max(wk):.1f} MB", max(wk) <= 40))
-        for big in [r for r in rows if r["server"] == server and _is_stream(r["scenario"]) and not r["scenario"].startswith("baseline")]:
+        for big in [
+            r
+            for r in rows
+            if r["server"] == server and _is_stream(r["scenario"]) and not r["scenario"].startswith("baseline")
+        ]:
             if big["rss_growth_mb"] is not None:
-                out.append((
-                    f"{server}: {big['scenario']} RSS growth < 50 MB in every process",
-                    f"max {big['rss_growth_mb']:.1f} MB (gw {_f(big['gateway_rss_growth_mb'])}, wk {_f(big['worker_rss_growth_mb'])})",
-                    big["rss_growth_mb"] < 50 and not big["errors"],
-                ))
+                out.append(
+                    (
+                        f"{server}: {big['scenario']} RSS growth < 50 MB in every process",
+                        f"max {big['rss_growth_mb']:.1f} MB (gw {_f(big['gateway_rss_growth_mb'])}, wk {_f(big['worker_rss_growth_mb'])})",
+                        big["rss_growth_mb"] < 50 and not big["errors"],
+                    )
+                )
             if big["ratio"] is not None:
-                out.append((
-                    f"{server}: {big['scenario']} >= 0.5x baseline MB/s",
-                    f"{big['mb_s']:.0f} MB/s = {big['ratio']:.2f}x", big["ratio"] >= 0.5,
-                ))
+                out.append(
+                    (
+                        f"{server}: {big['scenario']} >= 0.5x baseline MB/s",
+                        f"{big['mb_s']:.0f} MB/s = {big['ratio']:.2f}x",
+                        big["ratio"] >= 0.5,
+                    )
+                )
         st = _find(rows, server, "startup")
         if st:
             out.append((f"{server}: ready with {st['variant']} <= 2 s", f"{st['seconds']:.3f} s", st["seconds"] <= 2))
         rec = _find(rows, server, "recovery")
         if rec:
-            out.append((f"{server}: killed worker answering again <= 1 s", f"{rec['seconds']:.3f} s", rec["seconds"] <= 1))
+            out.append(
+                (f"{server}: killed worker answering again <= 1 s", f"{rec['seconds']:.3f} s", rec["seconds"] <= 1)
+            )
     return out
 
 
@@ -145,6 +172,7 @@ def targets_text(rows: list[Row]) -> str:
 
 # -- files ------------------------------------------------------------------------------------------------
 
+
 def write_json(rows: list[Row], path: Path) -> None:
     path.write_text(json.dumps(rows, indent=2) + "\n")
 
@@ -158,7 +186,7 @@ def plot(rows: list[Row], path: Path) -> str:
         import matplotlib.pyplot as plt  # type: ignore[import-not-found]
     except ImportError:
         return f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot written"
-    load = [r for r in rows if r["rps"] is not None or r["mb_s"] is not None and _is_stream(r["scenario"])]
+    load = [r for r in rows if r["rps"] is not None or (r["mb_s"] is not None and _is_stream(r["scenario"]))]
     servers = list(dict.fromkeys(r["server"] for r in load))
     if not load:
         return f"--plot {path}: no load rows to plot"
@@ -174,8 +202,13 @@ def plot(rows: list[Row], path: Path) -> str:
         bars = ax.bar(range(len(mine)), values, color=colors)
         for bar, r in zip(bars, mine, strict=True):
             if r["ratio"] is not None:
-                ax.annotate(f"{r['ratio']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=8)
+                ax.annotate(
+                    f"{r['ratio']:.2f}x",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
         ax.set_xticks(range(len(mine)), labels, fontsize=7)
         ax.set_ylabel("req/s (MB/s for the big download)")
         ax.set_title(f"{server}: grey = in-process baseline, blue = through gateway and worker; label = ratio")

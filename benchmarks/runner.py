@@ -34,9 +34,27 @@ LOAD_SCENARIOS = ("hello", "auth", "echo", "download")
 SMALL_DOWNLOAD = 1024 * 1024
 
 ROW_KEYS = (
-    "scenario", "variant", "server", "rps", "p50_ms", "p99_ms", "p999_ms", "errors", "rss_mb",
-    "gateway_rss_mb", "worker_rss_mb", "mb_s", "rss_growth_mb", "gateway_rss_growth_mb",
-    "worker_rss_growth_mb", "seconds", "ratio", "ratio_of", "p99_ratio", "loadgen", "note",
+    "scenario",
+    "variant",
+    "server",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "errors",
+    "rss_mb",
+    "gateway_rss_mb",
+    "worker_rss_mb",
+    "mb_s",
+    "rss_growth_mb",
+    "gateway_rss_growth_mb",
+    "worker_rss_growth_mb",
+    "seconds",
+    "ratio",
+    "ratio_of",
+    "p99_ratio",
+    "loadgen",
+    "note",
 )
 
 
@@ -111,13 +129,29 @@ class Runner:
         return med, sampler, round(rps)
 
     def _load_row(
-        self, scenario: str, server: str, load: Load, target: Any, *, kernel: bool, variant: str = "",
+        self,
+        scenario: str,
+        server: str,
+        load: Load,
+        target: Any,
+        *,
+        kernel: bool,
+        variant: str = "",
     ) -> dict[str, Any]:
         res, sampler, rps = self._load(load, target)
         row = new_row(
-            scenario, server, variant, rps=rps, p50_ms=round(res.p50_ms, 2), p99_ms=round(res.p99_ms, 2),
-            p999_ms=round(res.p999_ms, 2), errors=res.errors, rss_mb=sampler.total(),
-            mb_s=round(res.mb_s, 1), seconds=round(res.seconds, 2), loadgen=self.gen.name,
+            scenario,
+            server,
+            variant,
+            rps=rps,
+            p50_ms=round(res.p50_ms, 2),
+            p99_ms=round(res.p99_ms, 2),
+            p999_ms=round(res.p999_ms, 2),
+            errors=res.errors,
+            rss_mb=sampler.total(),
+            mb_s=round(res.mb_s, 1),
+            seconds=round(res.seconds, 2),
+            loadgen=self.gen.name,
         )
         if kernel:
             row["gateway_rss_mb"] = sampler.peak_of("gateway")
@@ -135,8 +169,13 @@ class Runner:
         mb_s = statistics.median(r.mb_s for r in results)
         bad = [r for r in results if not r.complete or r.status != 200]
         row = new_row(
-            scenario, server, mb_s=round(mb_s, 1), errors=len(bad), rss_mb=sampler.total(),
-            seconds=round(statistics.median(r.seconds for r in results), 2), loadgen="download client",
+            scenario,
+            server,
+            mb_s=round(mb_s, 1),
+            errors=len(bad),
+            rss_mb=sampler.total(),
+            seconds=round(statistics.median(r.seconds for r in results), 2),
+            loadgen="download client",
             note=(bad[0].error or f"status {bad[0].status}") if bad else f"{self.o.download_bytes // 1024**2} MiB",
         )
         if kernel:
@@ -188,7 +227,9 @@ class Runner:
                     self._guard(name, server, getattr(self, f"{name}_rows"))
         return self.rows
 
-    def _guard(self, name: str, server: str, fn: Callable[..., list[dict[str, Any]] | dict[str, Any]], *args: Any) -> None:
+    def _guard(
+        self, name: str, server: str, fn: Callable[..., list[dict[str, Any]] | dict[str, Any]], *args: Any
+    ) -> None:
         label = f"{name} {'x'.join(map(str, args))}".strip()
         self.log(f"[{time.strftime('%H:%M:%S')}] {label} on {server} ...")
         try:
@@ -221,7 +262,11 @@ class Runner:
         with self.kernel(KernelSetup(server, gateways=gateways, replicas=replicas)) as k:
             assert k.tree is not None
             return self._load_row(
-                "hello", server, Load(f"{k.url}/api/{BENCH_PLUGIN}/hello"), k.tree, kernel=True,
+                "hello",
+                server,
+                Load(f"{k.url}/api/{BENCH_PLUGIN}/hello"),
+                k.tree,
+                kernel=True,
                 variant=f"{gateways}gw/{replicas}wk",
             )
 
@@ -279,8 +324,13 @@ class Runner:
                 shutil.rmtree(k.kp.config_path.parent, ignore_errors=True)
                 self.systems += 1
         return new_row(
-            "startup", server, f"{have + extra} plugins", seconds=round(statistics.median(times), 3),
-            rss_mb=round(statistics.median(totals), 1), gateway_rss_mb=max(gws), worker_rss_mb=max(wks),
+            "startup",
+            server,
+            f"{have + extra} plugins",
+            seconds=round(statistics.median(times), 3),
+            rss_mb=round(statistics.median(totals), 1),
+            gateway_rss_mb=max(gws),
+            worker_rss_mb=max(wks),
             note=f"median of {len(times)}, max {max(times):.3f}s; idle RSS at readiness",
         )
 
@@ -312,12 +362,17 @@ class Runner:
                     k.wait_ready()
                     time.sleep(0.3)
         return new_row(
-            "recovery", server, "1gw/1wk", seconds=round(statistics.median(times), 3),
+            "recovery",
+            server,
+            "1gw/1wk",
+            seconds=round(statistics.median(times), 3),
             note=f"median of {len(times)} kills, max {max(times):.3f}s; {failed_polls} non-200 polls meanwhile",
         )
 
 
-def http_status(url: str, timeout: float = 5.0, data: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+def http_status(
+    url: str, timeout: float = 5.0, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> int:
     req = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:

@@ -58,8 +58,12 @@ _Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|F
 
 
 _TYPE_NAMES: Final = (
-    (type(None), "null"), (bool, "boolean"), ((int, float), "number"),
-    (str, "string"), (list, "array"), (dict, "object"),
+    (type(None), "null"),
+    (bool, "boolean"),
+    ((int, float), "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
 )
 
 
@@ -80,7 +84,7 @@ def _parse(text: str, path: Path, display: str) -> Any:
             raise ConfigError(f"Failed to parse '{display}' {where}: {e.msg}") from None
     else:
         try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+            data = yaml.load(text, Loader=_Loader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -345,7 +349,7 @@ def _as_boolean(value: Any) -> Any:
 class Config:
     """Immutable view over merged config data that remembers each key's source."""
 
-    __slots__ = ("_data", "_sources", "_prefix", "_base", "_fixed")
+    __slots__ = ("_base", "_data", "_fixed", "_prefix", "_sources")
 
     _data: dict[str, Any]
     _sources: Mapping[tuple[str, ...], str]

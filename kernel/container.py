@@ -29,7 +29,7 @@ def check_dependencies(
                     "which no installed package provides"
                 )
     for sid, factory in factories.items():
-        for name, ref in factory.deps.items():
+        for ref in factory.deps.values():
             if ref.id not in known:
                 problems.append(
                     f"service '{sid}' (from {factory.provider or 'unknown package'}) depends on "
@@ -47,14 +47,14 @@ def _cycles(factories: Mapping[str, ServiceFactory]) -> list[str]:
         if state.get(sid) == 2 or sid not in factories:
             return
         if state.get(sid) == 1:
-            cycle = path[path.index(sid) :] + [sid]
+            cycle = [*path[path.index(sid) :], sid]
             providers = sorted({factories[c].provider for c in cycle if factories[c].provider})
             by = f" (provided by {', '.join(providers)})" if providers else ""
             found.append("circular service dependency: " + " -> ".join(cycle) + by)
             return
         state[sid] = 1
         for ref in factories[sid].deps.values():
-            visit(ref.id, path + [sid])
+            visit(ref.id, [*path, sid])
         state[sid] = 2
 
     for sid in sorted(factories):
@@ -85,19 +85,15 @@ class ServiceContainer:
         if ref.id in self._root:
             return self._root[ref.id]
         if ref.id in _path:
-            raise DependencyError("circular service dependency: " + " -> ".join(_path + (ref.id,)))
+            raise DependencyError("circular service dependency: " + " -> ".join((*_path, ref.id)))
         factory = self._factories.get(ref.id)
         if factory is None:
-            raise DependencyError(
-                f"plugin '{self.plugin_id}': no installed package provides service '{ref.id}'"
-            )
+            raise DependencyError(f"plugin '{self.plugin_id}': no installed package provides service '{ref.id}'")
         lock = self._locks.setdefault(ref.id, asyncio.Lock())
         async with lock:
             if ref.id in cache:
                 return cache[ref.id]
-            deps = {
-                name: await self.get(dep, _path + (ref.id,)) for name, dep in factory.deps.items()
-            }
+            deps = {name: await self.get(dep, (*_path, ref.id)) for name, dep in factory.deps.items()}
             instance = await factory.create(**deps)
             cache[ref.id] = instance
             return instance

@@ -6,19 +6,19 @@ import traceback
 from typing import Any
 
 __all__ = [
-    "KernelError",
-    "InputError",
     "AuthenticationError",
+    "ConflictError",
+    "GatewayTimeoutError",
+    "InputError",
+    "KernelError",
     "NotAllowedError",
     "NotFoundError",
-    "ConflictError",
-    "NotModifiedError",
     "NotImplementedError_",
-    "ServiceUnavailableError",
-    "GatewayTimeoutError",
+    "NotModifiedError",
     "PayloadTooLargeError",
-    "status_for",
+    "ServiceUnavailableError",
     "error_body",
+    "status_for",
 ]
 
 # The name -> status map of ARCHITECTURE.md; anything not listed is a 500.

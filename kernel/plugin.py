@@ -22,9 +22,7 @@ class BackendPlugin:
 
     def __init__(self, id: str) -> None:
         if not isinstance(id, str) or not PLUGIN_ID_PATTERN.match(id):
-            raise PluginDeclarationError(
-                f"invalid plugin id {id!r}: must match {PLUGIN_ID_PATTERN.pattern}"
-            )
+            raise PluginDeclarationError(f"invalid plugin id {id!r}: must match {PLUGIN_ID_PATTERN.pattern}")
         self.id = id
         self.deps: dict[str, ServiceRef[Any]] = {}
         self.init_fn: InitFn | None = None

@@ -10,7 +10,7 @@ can always read it and answer with a clear ``Error``.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import msgspec
 
@@ -139,11 +139,14 @@ class Shutdown(_Msg, tag=9, frozen=True):
     grace: float
 
 
+PluginStateName = Literal["starting", "ready", "degraded", "failed", "stopping"]
+
+
 class PluginState(msgspec.Struct, frozen=True, array_like=True):
     """What a gateway needs to know of one plugin."""
 
     id: str
-    state: Literal["starting", "ready", "degraded", "failed", "stopping"]
+    state: PluginStateName
     policies: list[AuthPolicy]
     workers: list[str]
     reason: str = ""
@@ -161,19 +164,19 @@ class WorkerTable(_Msg, tag=10, frozen=True):
     accepting: bool
 
 
-Message = Union[
-    Hello,
-    RequestHead,
-    RequestBody,
-    ResponseHead,
-    ResponseBody,
-    End,
-    Error,
-    Credit,
-    Heartbeat,
-    Shutdown,
-    WorkerTable,
-]
+Message = (
+    Hello
+    | RequestHead
+    | RequestBody
+    | ResponseHead
+    | ResponseBody
+    | End
+    | Error
+    | Credit
+    | Heartbeat
+    | Shutdown
+    | WorkerTable
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

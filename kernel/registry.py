@@ -104,7 +104,7 @@ def load_registry(
         except PluginDeclarationError as exc:
             reg.failures.append(LoadFailure(ep.name, dist, str(exc)))
             continue
-        except Exception as exc:  # noqa: BLE001 - any import-time error is the package's fault
+        except Exception as exc:
             reg.failures.append(
                 LoadFailure(ep.name, dist, f"import of '{ep.value}' failed: {type(exc).__name__}: {exc}")
             )
@@ -120,14 +120,11 @@ def load_registry(
                 LoadFailure(
                     ep.name,
                     dist,
-                    f"entry point '{ep.value}' is neither a BackendPlugin nor a module "
-                    "implementing kernel hooks",
+                    f"entry point '{ep.value}' is neither a BackendPlugin nor a module implementing kernel hooks",
                 )
             )
     reg.factories = collect_factories(pm)
-    problems = check_dependencies(
-        reg.factories, [(p.id, p.plugin.deps) for p in reg.plugins.values()], PRESET_SERVICES
-    )
+    problems = check_dependencies(reg.factories, [(p.id, p.plugin.deps) for p in reg.plugins.values()], PRESET_SERVICES)
     for line in problems:
         culprit = next((p for p in reg.plugins.values() if f"plugin '{p.id}'" in line), None)
         if culprit is not None:
@@ -153,9 +150,7 @@ def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, ve
         )
         reg.plugins.pop(obj.id)
         return
-    reg.plugins[obj.id] = PluginEntry(
-        obj.id, ep_key(ep), dist, version, _module_of(ep.value), obj
-    )
+    reg.plugins[obj.id] = PluginEntry(obj.id, ep_key(ep), dist, version, _module_of(ep.value), obj)
 
 
 def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:

@@ -60,9 +60,7 @@ def create_service_factory(
         if not isinstance(ref, ServiceRef):
             raise TypeError(f"factory of {service.id}: dependency {name!r} is not a ServiceRef")
         if service.scope == "root" and ref.scope == "plugin":
-            raise TypeError(
-                f"root service {service.id} cannot depend on plugin-scoped service {ref.id}"
-            )
+            raise TypeError(f"root service {service.id} cannot depend on plugin-scoped service {ref.id}")
 
     def wrap(fn: Callable[..., Any]) -> ServiceFactory:
         return ServiceFactory(service=service, factory=fn, deps=deps)

@@ -24,6 +24,7 @@ from kernel.protocol import (
     Heartbeat,
     Hello,
     PluginState,
+    PluginStateName,
     ProtocolError,
     Shutdown,
     WorkerTable,
@@ -63,7 +64,7 @@ class PluginRecord:
     entry: PluginEntry
     replicas: int
     policy: str
-    state: str = "starting"
+    state: PluginStateName = "starting"
     reason: str = ""
     policies: list[AuthPolicy] = field(default_factory=list)
     ever_ready: bool = False
@@ -87,18 +88,14 @@ class Supervisor:
         failed: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
-        self.plugins = {
-            p.id: PluginRecord(p, settings.replicas(p.id), settings.boot_policy(p.id)) for p in plugins
-        }
+        self.plugins = {p.id: PluginRecord(p, settings.replicas(p.id), settings.boot_policy(p.id)) for p in plugins}
         self.failed_at_load = dict(failed or {})
         self.provider_eps = provider_eps
         self.config_paths = [os.path.abspath(p) for p in config_paths]
         self.dev = dev
         self.run_dir = runtime_dir()
         self.control_endpoint = ipc(self.run_dir, "control")
-        self.gateway_endpoints = [
-            ipc(self.run_dir, f"gateway-{i}") for i in range(settings.gateway.processes)
-        ]
+        self.gateway_endpoints = [ipc(self.run_dir, f"gateway-{i}") for i in range(settings.gateway.processes)]
         self.children: dict[str, Child] = {}
         self.generation = 0
         self.accepting = True
@@ -115,9 +112,7 @@ class Supervisor:
         return {**os.environ, key: value.decode(), "KERNEL_PARENT_PID": str(os.getpid())}
 
     def _spawn(self, module: str, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL, pass_fds=pass_fds
-        )
+        return subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
 
     def start_gateway(self, index: int) -> None:
         assert self.listener is not None
@@ -209,15 +204,22 @@ class Supervisor:
             mine = [c for c in self.children.values() if c.kind == "worker" and c.plugin_id == p.id]
             workers = [c.ident for c in mine if c.ready and not c.unready]
             detail = {c.ident: _worker_state(c) for c in mine}
-            state, reason = p.state, p.reason
+            state: PluginStateName = p.state
+            reason = p.reason
             if state not in ("failed", "stopping"):
                 state = "ready" if len(workers) == p.replicas else ("degraded" if workers else "starting")
                 p.state = state
                 reason = next((c.unready for c in mine if c.unready), "")
             states.append(
                 PluginState(
-                    p.id, state, p.policies, workers, reason,  # type: ignore[arg-type]
-                    p.entry.distribution, p.entry.version, detail,
+                    p.id,
+                    state,
+                    p.policies,
+                    workers,
+                    reason,
+                    p.entry.distribution,
+                    p.entry.version,
+                    detail,
                 )
             )
         for pid, reason in self.failed_at_load.items():
@@ -337,7 +339,10 @@ class Supervisor:
             log.error("plugin '%s' not started: %s", pid, reason)
         log.info(
             "kernel listening on http://%s:%d with %d plugin(s): %s",
-            listen.host, listen.port, len(self.plugins), ", ".join(self.plugins) or "none",
+            listen.host,
+            listen.port,
+            len(self.plugins),
+            ", ".join(self.plugins) or "none",
         )
         watch = loop.create_task(self._watch())
         await self._stop.wait()
@@ -396,4 +401,3 @@ def startup_failure_message(failures: list[str]) -> str:
     lines += [f"  - {f}" for f in failures]
     lines.append("Fix the package, uninstall it, or set backend.startup.plugins.<id>.onPluginBootFailure: continue")
     return "\n".join(lines)
-

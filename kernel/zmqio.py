@@ -71,7 +71,7 @@ class LoopSocket:
         self._closed = True
         try:
             self._loop.remove_reader(self._fd)
-        except Exception:  # noqa: BLE001 - loop may be closing
+        except Exception:
             pass
         self.sock.close(linger)
 

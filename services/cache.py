@@ -52,9 +52,7 @@ class MemoryStore:
     """In-process store with a TTL per key (cachetools ``TLRUCache``)."""
 
     def __init__(self, max_items: int = 10_000) -> None:
-        self._data: cachetools.TLRUCache[str, tuple[str, float | None]] = cachetools.TLRUCache(
-            max_items, _expiry
-        )
+        self._data: cachetools.TLRUCache[str, tuple[str, float | None]] = cachetools.TLRUCache(max_items, _expiry)
 
     async def get(self, key: str) -> str | None:
         entry = self._data.get(key)

@@ -127,10 +127,7 @@ _Slot = tuple[Any, Any]  # (container, key) of a secret value
 
 
 def _matches(path: tuple[str, ...], patterns: Sequence[tuple[str, ...]]) -> bool:
-    return any(
-        len(p) == len(path) and all(a == "*" or a == b for a, b in zip(p, path, strict=True))
-        for p in patterns
-    )
+    return any(len(p) == len(path) and all(a == "*" or a == b for a, b in zip(p, path, strict=True)) for p in patterns)
 
 
 def _slots(node: Any, path: tuple[str, ...], patterns: Sequence[tuple[str, ...]]) -> Iterator[_Slot]:

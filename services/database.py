@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,7 +232,7 @@ class PluginDatabase:
                     await tx._script(sql)
                 except Exception as exc:
                     raise MigrationError(f"plugin '{self.plugin_id}': migration {name!r} failed: {exc}") from exc
-                now = datetime.now(timezone.utc).isoformat()
+                now = datetime.now(UTC).isoformat()
                 await tx.execute("INSERT INTO kernel_migrations (name, applied_at) VALUES ($1, $2)", name, now)
                 applied.append(name)
         return applied

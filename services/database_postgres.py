@@ -78,9 +78,6 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-
-
-
 def _ident(name: str) -> str:
     if len(name.encode()) > 63:
         raise ValueError(f"PostgreSQL identifier {name!r} is longer than 63 bytes")
@@ -138,7 +135,6 @@ async def _pg_pool(settings: DatabaseSettings, database: str, schema: str | None
     except asyncpg.InvalidCatalogNameError:
         await _ensure_database(args, database, admin)
         return await create()
-
 
 
 async def connect_postgres(settings: DatabaseSettings, plugin_id: str) -> PgDatabase:

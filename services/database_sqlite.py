@@ -26,11 +26,11 @@ async def _sqlite_run(conn: aiosqlite.Connection, op: str, sql: str, params: tup
             return max(cur.rowcount, 0)
         cols = [d[0] for d in cur.description or ()]
         if op == "all":
-            return [dict(zip(cols, row)) for row in await cur.fetchall()]
+            return [dict(zip(cols, row, strict=False)) for row in await cur.fetchall()]
         row = await cur.fetchone()
         if row is None:
             return None
-        return dict(zip(cols, row)) if op == "one" else row[0]
+        return dict(zip(cols, row, strict=False)) if op == "one" else row[0]
 
 
 def split_sqlite_script(script: str) -> list[str]:

@@ -40,9 +40,9 @@ class LifecycleHooks:
                 result = hook()
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._logger.error(f"{phase} hook {name} of {self._owner} timed out after {timeout}s")
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self._logger.exception(f"{phase} hook {name} of {self._owner} failed")
 
 

@@ -258,9 +258,7 @@ def install_crash_handlers(name: str) -> None:
     faulthandler.enable(sys.stderr, all_threads=True)
     logger = logging.getLogger(PLUGIN_LOGGER_PREFIX + name)
 
-    def log_uncaught(
-        kind: type[BaseException], exc: BaseException, tb: TracebackType | None, where: str = ""
-    ) -> None:
+    def log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None, where: str = "") -> None:
         if issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, exc, tb)
             return
@@ -275,7 +273,7 @@ def install_crash_handlers(name: str) -> None:
             )
             for handler in logging.getLogger().handlers:
                 handler.flush()
-        except Exception:  # noqa: BLE001 - logging itself broken: fall back to the raw traceback
+        except Exception:
             sys.__excepthook__(kind, exc, tb)
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:

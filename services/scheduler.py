@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from starlette.requests import Request
@@ -120,7 +120,7 @@ class Cadence:
         return due + periods * self.seconds
 
     def _cron_after(self, t: float) -> float:
-        start = datetime.fromtimestamp(t, timezone.utc)
+        start = datetime.fromtimestamp(t, UTC)
         from croniter import croniter
 
         return float(croniter(self.cron, start).get_next(float))
@@ -130,7 +130,7 @@ class Cadence:
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
 
 
 # ----------------------------------------------------------------------------- global claims
@@ -257,9 +257,7 @@ async def _sleep(task: _Task, seconds: float | None) -> None:
 class TaskScheduler:
     """A ``Scheduler`` for one plugin in one process."""
 
-    def __init__(
-        self, plugin_id: str, database: DatabaseService, logger: Logger, poll_interval: float = 1.0
-    ) -> None:
+    def __init__(self, plugin_id: str, database: DatabaseService, logger: Logger, poll_interval: float = 1.0) -> None:
         self.plugin_id = plugin_id
         self._database = database
         self._logger = logger
@@ -321,7 +319,7 @@ class TaskScheduler:
         except TimeoutError:
             self._logger.error(f"task {task.id} timed out after {task.timeout:g}s; cancelled", task=task.id)
             return f"timed out after {task.timeout:g}s"
-        except Exception as exc:  # noqa: BLE001 - task code may raise anything
+        except Exception as exc:
             self._logger.exception(f"task {task.id} failed", task=task.id)
             return f"{type(exc).__name__}: {exc}"
         finally:
@@ -345,7 +343,7 @@ class TaskScheduler:
                 wait = await self._global_step(task, store)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
+            except Exception:
                 self._logger.exception(f"task {task.id}: scheduler step failed", task=task.id)
                 wait = self._poll
             await _sleep(task, min(wait, self._poll))

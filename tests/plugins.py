@@ -1,6 +1,6 @@
 """Source of the plugin packages the tests install (as real dist-info + modules on PYTHONPATH)."""
 
-ECHO = '''
+ECHO = """
 import asyncio, base64, hashlib, os
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -77,10 +77,10 @@ async def init(router):
         router.add_route(path, fn, methods=methods)
     for open_path in ("/echo", "/pid", "/sleep", "/block", "/boom", "/input", "/stream", "/upload"):
         router.add_auth_policy(open_path, allow="unauthenticated")
-'''
+"""
 
 # A second plugin whose routes are protected (secure by default) except /ping.
-OTHER = '''
+OTHER = """
 import os
 from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin, principal_of
@@ -100,9 +100,9 @@ def init(router):
     router.add_route("/ping", ping)
     router.add_route("/whoami", whoami)
     router.add_auth_policy("/ping", allow="unauthenticated")
-'''
+"""
 
-CRASHY = '''
+CRASHY = """
 import os
 from kernel.api import core_services, create_plugin
 
@@ -112,19 +112,19 @@ plugin = create_plugin("crashy")
 @plugin.init(router=core_services.http_router)
 def init(router):
     os._exit(7)  # dies at start, every time
-'''
+"""
 
-BAD_ID = '''
+BAD_ID = """
 from kernel.api import create_plugin
 
 plugin = create_plugin("Bad_Id")
-'''
+"""
 
-IMPORT_ERROR = '''
+IMPORT_ERROR = """
 import this_module_does_not_exist
-'''
+"""
 
-UNKNOWN_DEP = '''
+UNKNOWN_DEP = """
 from kernel.api import core_services, create_plugin, create_service_ref
 
 plugin = create_plugin("needy")
@@ -134,10 +134,10 @@ frobnicator = create_service_ref("acme.frobnicator")
 @plugin.init(router=core_services.http_router, frob=frobnicator)
 def init(router, frob):
     pass
-'''
+"""
 
 # A plugin with its own readiness check, switched by a route.
-MOODY = '''
+MOODY = """
 from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin
 
@@ -157,7 +157,7 @@ def init(router, health):
     health.add_readiness_check(check, label="mood")
     router.add_route("/toggle", toggle, methods=["POST"])
     router.add_auth_policy("/", allow="unauthenticated")
-'''
+"""
 
 # A package that provides services and routes through the hooks (no plugin of its own).
 PROVIDER = '''
@@ -214,7 +214,7 @@ def kernel_register_routes(plugin_id, router):
 '''
 
 # A plugin using the overridden cache and the provider's own service.
-CONSUMER = '''
+CONSUMER = """
 from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin, create_service_ref
 
@@ -229,10 +229,10 @@ def init(router, cache, greet):
 
     router.add_route("/show", show)
     router.add_auth_policy("/", allow="unauthenticated")
-'''
+"""
 
 # Two service providers depending on each other.
-CYCLE = '''
+CYCLE = """
 from kernel.api import create_service_factory, create_service_ref, hookimpl
 
 a = create_service_ref("loop.a")
@@ -245,10 +245,10 @@ def kernel_provide_services():
         create_service_factory(a, {"b": b})(lambda b: "a"),
         create_service_factory(b, {"a": a})(lambda a: "b"),
     ]
-'''
+"""
 
 # A plugin that touches config (with reload), discovery and lifecycle from its worker.
-SERVICED = '''
+SERVICED = """
 import os
 from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin
@@ -282,4 +282,4 @@ def init(router, config, discovery, lifecycle, logger):
 
     router.add_route("/show", show)
     router.add_auth_policy("/", allow="unauthenticated")
-'''
+"""

@@ -14,8 +14,13 @@ OPEN = [AuthPolicy("/public", "unauthenticated"), AuthPolicy("/img", "user-cooki
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("/public", "unauthenticated"), ("/public/x/y", "unauthenticated"), ("/publicity", None),
-     ("/img/a.png", "user-cookie"), ("/other", None)],
+    [
+        ("/public", "unauthenticated"),
+        ("/public/x/y", "unauthenticated"),
+        ("/publicity", None),
+        ("/img/a.png", "user-cookie"),
+        ("/other", None),
+    ],
 )
 def test_policies_match_by_path_segment_prefix(path: str, expected: str | None) -> None:
     assert policy_for(OPEN, path) == expected
@@ -24,7 +29,15 @@ def test_policies_match_by_path_segment_prefix(path: str, expected: str | None) 
 
 def _auth(**entry: object) -> Authenticator:
     config = Config.from_dict(
-        {"backend": {"auth": {"externalAccess": [{"type": "static", "options": {"token": "t0k3n-abcdef", "subject": "ci"}, **entry}]}}}
+        {
+            "backend": {
+                "auth": {
+                    "externalAccess": [
+                        {"type": "static", "options": {"token": "t0k3n-abcdef", "subject": "ci"}, **entry}
+                    ]
+                }
+            }
+        }
     )
     return Authenticator([static_tokens_from_config(config)])
 
@@ -74,8 +87,10 @@ def test_access_restrictions() -> None:
         ({"type": "static", "options": {"token": "short", "subject": "x"}}, "8\\+ characters"),
         ({"type": "static", "options": {"token": "long-enough-token"}}, "subject"),
         ({"options": {}}, "must be an object with a 'type'"),
-        ({"type": "static", "options": {"token": "long-enough-token", "subject": "x"}, "accessRestrictions": ["x"]},
-         "accessRestrictions"),
+        (
+            {"type": "static", "options": {"token": "long-enough-token", "subject": "x"}, "accessRestrictions": ["x"]},
+            "accessRestrictions",
+        ),
     ],
 )
 def test_bad_external_access_config_names_the_entry(entry: dict[str, object], message: str) -> None:

@@ -27,7 +27,11 @@ def _run(tmp_path: Path, *args: str, timeout: float = 60) -> tuple[subprocess.Co
     mark = uuid.uuid4().hex  # inherited by every process the run starts
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--duration", "1", "--warmup", "0", "--json", str(out), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, "BENCH_SMOKE_MARK": mark},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "BENCH_SMOKE_MARK": mark},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())
@@ -49,11 +53,11 @@ def _marked(mark: str) -> list[int]:
 
 @pytest.mark.timeout(90)
 def test_smoke_baseline_and_hello(tmp_path: Path) -> None:
-    proc, rows = _run(
-        tmp_path, "--scenario", "baseline,hello", "--server", "hypercorn", "--hello-variants", "1x1,2x2"
-    )
+    proc, rows = _run(tmp_path, "--scenario", "baseline,hello", "--server", "hypercorn", "--hello-variants", "1x1,2x2")
     assert [(r["scenario"], r["variant"]) for r in rows] == [
-        ("baseline", ""), ("hello", "1gw/1wk"), ("hello", "2gw/2wk")
+        ("baseline", ""),
+        ("hello", "1gw/1wk"),
+        ("hello", "2gw/2wk"),
     ]
     for r in rows:
         assert set(REQUIRED) <= set(r)

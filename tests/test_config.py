@@ -302,7 +302,7 @@ def test_env_override_json_parsing(tmp_path: Path) -> None:
     assert cfg.get("backend.list") == ["a", "b"]
     assert cfg.get("backend.quoted") == "7"
     assert cfg.get("backend.nan") == "NaN"
-    assert "UNRELATED" not in cfg.keys()
+    assert "UNRELATED" not in cfg.keys()  # noqa: SIM118 - Config is not a mapping
 
 
 def test_env_override_wins_over_all_files_and_sources(tmp_path: Path) -> None:
@@ -399,9 +399,7 @@ def test_get_string(conf: tuple[Config, str]) -> None:
     assert cfg.get_optional_string("backend.missing") is None
     with pytest.raises(ConfigError) as info:
         cfg.get_string("backend.ratio")
-    assert str(info.value) == (
-        f"Invalid type in config for key 'backend.ratio' in '{path}', got number, wanted string"
-    )
+    assert str(info.value) == (f"Invalid type in config for key 'backend.ratio' in '{path}', got number, wanted string")
     with pytest.raises(ConfigError, match=r"^Missing required config value at 'backend\.missing'$"):
         cfg.get_string("backend.missing")
 

@@ -34,7 +34,9 @@ def test_every_hook_is_typed_and_documented() -> None:
 
 def test_a_package_overrides_a_core_service_provides_its_own_and_adds_routes(site: Path, tmp_path: Path) -> None:
     make_package(tmp_path, "acme-services", {"acme_services": plugins.PROVIDER}, {"acme": "acme_services"})
-    make_package(tmp_path, "kernel-test-consumer", {"test_consumer": plugins.CONSUMER}, {"consumer": "test_consumer:plugin"})
+    make_package(
+        tmp_path, "kernel-test-consumer", {"test_consumer": plugins.CONSUMER}, {"consumer": "test_consumer:plugin"}
+    )
     with KernelProcess(base_config(), paths=[site, tmp_path]) as k, httpx.Client(base_url=k.url) as c:
         got = c.get("/api/consumer/show").json()
         assert got == {"cache": "from acme cache of consumer", "greeting": "greetings, you"}
@@ -50,7 +52,10 @@ def test_a_cycle_between_services_stops_startup(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "kernel.cli", "serve", "--config", str(cfg)],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 1
     assert "circular service dependency: loop.a -> loop.b -> loop.a" in proc.stderr

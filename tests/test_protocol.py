@@ -17,8 +17,20 @@ from kernel.gateway.pool import WorkerPool
 
 SAMPLES = [
     p.Hello(p.PROTOCOL_VERSION, "worker", "echo", "echo.0.1", 42, [p.AuthPolicy("/open", "unauthenticated")]),
-    p.RequestHead(7, "POST", "/api/x/y", b"a=1", [(b"h", b"\x00\xff")], ("127.0.0.1", 5), "http",
-                  p.Principal("service", "external:ci", ["x"]), b"\x00body", True, "/api/x", "2"),
+    p.RequestHead(
+        7,
+        "POST",
+        "/api/x/y",
+        b"a=1",
+        [(b"h", b"\x00\xff")],
+        ("127.0.0.1", 5),
+        "http",
+        p.Principal("service", "external:ci", ["x"]),
+        b"\x00body",
+        True,
+        "/api/x",
+        "2",
+    ),
     p.RequestBody(7, False),
     p.ResponseHead(7, 201, [(b"content-type", b"application/json")], b"{}", False),
     p.ResponseBody(7, True),

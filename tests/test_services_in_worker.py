@@ -14,7 +14,9 @@ from tests.conftest import base_config
 
 
 def test_config_reload_discovery_and_lifecycle_in_a_worker(tmp_path: Path) -> None:
-    make_package(tmp_path, "kernel-test-serviced", {"test_serviced": plugins.SERVICED}, {"serviced": "test_serviced:plugin"})
+    make_package(
+        tmp_path, "kernel-test-serviced", {"test_serviced": plugins.SERVICED}, {"serviced": "test_serviced:plugin"}
+    )
     config = base_config()
     config["backend"]["baseUrl"] = "https://portal.example.com"
     config["backend"]["config"] = {"reload": {"enabled": True, "pollSeconds": 0.1}}

@@ -87,7 +87,7 @@ def test_kill_9_of_the_kernel_leaves_no_worker(site: Path) -> None:
     assert len(children) >= 3  # a gateway and a worker per plugin
     k.proc.kill()
     k.proc.wait()
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"orphans left: {[p.pid for p in alive]}"
     k.stop()
 

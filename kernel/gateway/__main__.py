@@ -47,8 +47,11 @@ async def serve(spec: GatewaySpec) -> int:
             await asyncio.sleep(0.02)
         stop.set()
 
+    draining: list[asyncio.Task[None]] = []
+
     def on_shutdown(grace: float) -> None:
-        loop.create_task(drain(grace))
+        if not draining:
+            draining.append(loop.create_task(drain(grace)))
 
     pool = WorkerPool(spec.index, spec.endpoint, spec.control, on_shutdown)
     api = ApiDispatcher(pool, auth, mount=spec.mount, timeout=spec.timeout, max_body=spec.max_body)

@@ -40,7 +40,7 @@ class ApiDispatcher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        plugin_id, sep, rest = path[len(self.prefix) :].partition("/")
+        plugin_id, _sep, rest = path[len(self.prefix) :].partition("/")
         rest = "/" + rest
         route = self.pool.plugins.get(plugin_id)
         if route is None:
@@ -89,9 +89,7 @@ class ApiDispatcher:
         upload = None
         try:
             if more:
-                upload = asyncio.get_running_loop().create_task(
-                    self._upload(stream, worker, receive, len(body))
-                )
+                upload = asyncio.get_running_loop().create_task(self._upload(stream, worker, receive, len(body)))
             # a timer, not wait_for: no extra task per request
             timer = asyncio.get_running_loop().call_later(self.timeout, _expire, stream, plugin_id, self.timeout)
             try:

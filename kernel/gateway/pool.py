@@ -35,7 +35,6 @@ from kernel.zmqio import ZERO_COPY, LoopSocket
 log = logging.getLogger("kernel.gateway")
 
 
-
 class WorkerGone(Exception):
     """The worker serving a stream died or was removed."""
 
@@ -43,7 +42,7 @@ class WorkerGone(Exception):
 class GatewayStream:
     """Response side of one request: head future, queued body chunks, upload credit."""
 
-    __slots__ = ("id", "worker", "head", "chunks", "waiter", "credit", "credit_waiter", "failure", "consumed")
+    __slots__ = ("chunks", "consumed", "credit", "credit_waiter", "failure", "head", "id", "waiter", "worker")
 
     def __init__(self, sid: int, worker: WorkerLink) -> None:
         self.id = sid
@@ -101,7 +100,7 @@ class GatewayStream:
 class WorkerLink:
     """One worker as this gateway sees it."""
 
-    __slots__ = ("id", "ident", "plugin_id", "inflight")
+    __slots__ = ("id", "ident", "inflight", "plugin_id")
 
     def __init__(self, wid: str, plugin_id: str) -> None:
         self.id = wid
@@ -113,7 +112,7 @@ class WorkerLink:
 class PluginRoute:
     """A plugin as the gateway routes to it."""
 
-    __slots__ = ("id", "state", "reason", "policies", "workers")
+    __slots__ = ("id", "policies", "reason", "state", "workers")
 
     def __init__(self, state: PluginState, links: dict[str, WorkerLink]) -> None:
         self.id = state.id
@@ -282,9 +281,7 @@ class WorkerPool:
             return False, {"status": "starting"}
         if not self.accepting:
             return False, {"status": "stopping"}
-        not_ready = {
-            p.id: (p.reason or p.state) for p in self.plugins.values() if p.state == "failed" or not p.workers
-        }
+        not_ready = {p.id: (p.reason or p.state) for p in self.plugins.values() if p.state == "failed" or not p.workers}
         if not_ready:
             return False, {"status": "unavailable", "plugins": not_ready}
         return True, {"status": "ok"}

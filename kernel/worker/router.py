@@ -46,9 +46,7 @@ class PluginRouter:
 
     def add_auth_policy(self, path: str, allow: Literal["unauthenticated", "user-cookie"]) -> None:
         if allow not in _ALLOWED:
-            raise ValueError(
-                f"plugin '{self.plugin_id}': auth policy {allow!r} for {path!r} must be one of {_ALLOWED}"
-            )
+            raise ValueError(f"plugin '{self.plugin_id}': auth policy {allow!r} for {path!r} must be one of {_ALLOWED}")
         if not path.startswith("/"):
             raise ValueError(f"plugin '{self.plugin_id}': auth policy path {path!r} must start with '/'")
         self.policies.append(AuthPolicy(path, allow))

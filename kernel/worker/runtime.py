@@ -126,7 +126,7 @@ class Worker:
         for ref in (core_services.lifecycle, core_services.root_lifecycle):
             try:
                 hooks = await self.container.get(ref)
-            except Exception:  # noqa: BLE001 - lifecycle not provided: nothing to run
+            except Exception:
                 continue
             run = getattr(hooks, "run", None)
             if run is not None:
@@ -135,9 +135,7 @@ class Worker:
     # -- sockets ---------------------------------------------------------------
     def connect(self, ctx: zmq.Context[Any]) -> None:
         ident = self.spec.worker_id.encode()
-        hello = encode(
-            Hello(PROTOCOL_VERSION, "worker", self.spec.plugin_id, self.spec.worker_id, os.getpid())
-        )
+        hello = encode(Hello(PROTOCOL_VERSION, "worker", self.spec.plugin_id, self.spec.worker_id, os.getpid()))
         for index, endpoint in enumerate(self.spec.gateways):
             sock = ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.ROUTING_ID, ident)
@@ -229,7 +227,7 @@ class Worker:
                 await stream.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             pass  # the gateway gave up on this request (client gone or deadline)
-        except Exception as exc:  # noqa: BLE001 - plugin code may raise anything
+        except Exception as exc:
             url = head.path + ("?" + head.query.decode("latin-1") if head.query else "")
             status, body = error_response(exc, head.method, url, self.spec.dev)
             if status >= 500:
@@ -249,7 +247,7 @@ class Worker:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await asyncio.wait_for(self._all_acked.wait(), self.spec.heartbeat_timeout * 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("plugin '%s': no answer from the gateways", self.spec.plugin_id)
             return 1
         assert self.control is not None

@@ -25,9 +25,23 @@ class Stream:
     """State of one request: queued request body, response credit, cancellation."""
 
     __slots__ = (
-        "id", "head", "_send", "task", "_body", "_body_waiter", "_disconnected",
-        "started", "finished", "_credit", "_credit_waiter", "status",
-        "_head_taken", "_start_headers", "_pending", "_flush_scheduled", "_consumed",
+        "_body",
+        "_body_waiter",
+        "_consumed",
+        "_credit",
+        "_credit_waiter",
+        "_disconnected",
+        "_flush_scheduled",
+        "_head_taken",
+        "_pending",
+        "_send",
+        "_start_headers",
+        "finished",
+        "head",
+        "id",
+        "started",
+        "status",
+        "task",
     )
 
     def __init__(self, head: RequestHead, send: Send) -> None:

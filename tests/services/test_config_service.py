@@ -55,9 +55,7 @@ def test_plugin_secret_paths_skip_plugins_without_or_with_a_bad_schema() -> None
     assert plugin_secret_paths({"a": Schema, "b": None, "c": object()}) == schema_secret_paths(Schema, "a")
 
 
-@pytest.mark.parametrize(
-    "key", ["password", "dbPassword", "apiToken", "client_secret", "apiKey", "Authorization"]
-)
+@pytest.mark.parametrize("key", ["password", "dbPassword", "apiToken", "client_secret", "apiKey", "Authorization"])
 def test_secret_key_names(key: str) -> None:
     assert is_secret_key(key)
 
@@ -79,9 +77,7 @@ DATA: dict[str, Any] = {
         "database": {"connection": {"password": "pg-pass-1", "host": "db"}},
         "auth": {"externalAccess": [{"type": "static", "options": {"token": "tok-1234", "subject": "ci"}}]},
     },
-    "proxy": {
-        "endpoints": {"/x": {"headers": {"Authorization": "Bearer zzz-999"}, "credentials": "require"}}
-    },
+    "proxy": {"endpoints": {"/x": {"headers": {"Authorization": "Bearer zzz-999"}, "credentials": "require"}}},
     "tokens": {"issuer": "me"},  # an object under a secret-looking key: its children are looked at
 }
 

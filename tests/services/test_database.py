@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -122,7 +124,7 @@ async def test_migrations_apply_once_in_order(open_db: OpenDb) -> None:
 async def test_concurrent_migrations_run_once(open_db: OpenDb) -> None:
     services = [open_db("race") for _ in range(3)]  # three "workers" of one plugin
     results = await asyncio.gather(*(s.migrate(MIGRATIONS) for s in services))
-    assert sorted(sum(results, [])) == ["001_notes", "002_seen"]
+    assert sorted(functools.reduce(operator.iadd, results, [])) == ["001_notes", "002_seen"]
     assert await (await services[0].get_client()).fetch_val("SELECT COUNT(*) FROM seen") == 1
 
 

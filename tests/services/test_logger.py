@@ -52,9 +52,7 @@ def clean_logging() -> Iterator[None]:
         mod._unsubscribe = None
 
 
-def capture(
-    formatter: logging.Formatter, logger_name: str = "kernel.plugin.demo"
-) -> tuple[io.StringIO, PluginLogger]:
+def capture(formatter: logging.Formatter, logger_name: str = "kernel.plugin.demo") -> tuple[io.StringIO, PluginLogger]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
@@ -114,9 +112,7 @@ def test_redaction_reaches_tracebacks_and_other_loggers() -> None:
         raise RuntimeError("connect failed with s3cr3t-value")
     except RuntimeError:
         logging.getLogger("some.library").exception("oops %s", "s3cr3t-value")
-    assert (
-        "s3cr3t-value" not in out.getvalue() and out.getvalue().count(SECRET) == 3
-    )  # message, source line, error
+    assert "s3cr3t-value" not in out.getvalue() and out.getvalue().count(SECRET) == 3  # message, source line, error
 
 
 def test_redactor_prefers_longest_match_and_is_a_no_op_when_empty() -> None:
@@ -138,11 +134,7 @@ def test_default_format_depends_on_kernel_env(monkeypatch: pytest.MonkeyPatch) -
 def test_levels_and_format_from_config() -> None:
     configure("info", "text")
     config = Config.from_dict(
-        {
-            "backend": {
-                "logging": {"level": "WARN", "format": "json", "plugins": {"chatty": {"level": "debug"}}}
-            }
-        }
+        {"backend": {"logging": {"level": "WARN", "format": "json", "plugins": {"chatty": {"level": "debug"}}}}}
     )
     configure_from_config(config)
     root = logging.getLogger()
@@ -221,9 +213,7 @@ raise RuntimeError("uncaught at top level")
 
 @pytest.mark.parametrize("how", ["raise", "segv"])
 def test_crash_handlers_never_lose_a_traceback(how: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH, how], check=False, capture_output=True, text=True, timeout=30
-    )
+    proc = subprocess.run([sys.executable, "-c", CRASH, how], check=False, capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     err = proc.stderr
     assert re.search(r"CRITICAL \[crashy \d+\] uncaught exception in thread worker-thread", err), err
@@ -282,18 +272,14 @@ def test_worker_logs_and_tracebacks_reach_the_kernel_output(tmp_path: Path) -> N
         {"test_logdemo": textwrap.dedent(LOGDEMO)},
         {"logdemo": "test_logdemo:plugin"},
     )
-    make_package(
-        site, "kernel-test-crashy", {"test_crashy": textwrap.dedent(CRASHY)}, {"crashy": "test_crashy:plugin"}
-    )
+    make_package(site, "kernel-test-crashy", {"test_crashy": textwrap.dedent(CRASHY)}, {"crashy": "test_crashy:plugin"})
     config = {
         "backend": {"startup": {"default": {"onPluginBootFailure": "continue"}}},
         "logdemo": {"db": {"password": "db-password-42"}},
     }
     k = KernelProcess(config, paths=[site], env={"KERNEL_ENV": "development"}).start(wait=False)
     try:
-        m = _wait_output(
-            k, r"INFO +\[logdemo (\d+)\] hello from logdemo step=init color=blue apiToken=(\S+)$"
-        )
+        m = _wait_output(k, r"INFO +\[logdemo (\d+)\] hello from logdemo step=init color=blue apiToken=(\S+)$")
         assert k.proc is not None and int(m.group(1)) != k.proc.pid  # the worker's pid, not the kernel's
         assert m.group(2) == SECRET
         _wait_output(k, rf"\[logdemo \d+\] db password is {re.escape(SECRET)}$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -108,7 +109,7 @@ class Recorder:
 def no_overlap(runs: list[list[float | None]]) -> bool:
     """Each run ended before the next one started."""
     ordered = sorted(runs, key=lambda r: r[0] or 0.0)
-    return all(a[1] is not None and b[0] is not None and a[1] <= b[0] for a, b in zip(ordered, ordered[1:]))
+    return all(a[1] is not None and b[0] is not None and a[1] <= b[0] for a, b in itertools.pairwise(ordered))
 
 
 async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -332,8 +333,12 @@ def test_two_kernels_sharing_postgres(tmp_path: Path) -> None:
         kernels[owner].stop()
         stopped = time.time()
         survivor = pids[1 - owner]
-        wait_for(lambda: [r for r in _runs(database) if r["task"] == "tick" and r["pid"] in survivor
-                          and r["started"] > stopped], timeout=5)
+        wait_for(
+            lambda: [
+                r for r in _runs(database) if r["task"] == "tick" and r["pid"] in survivor and r["started"] > stopped
+            ],
+            timeout=5,
+        )
     finally:
         for k in kernels:
             k.stop()
@@ -342,7 +347,7 @@ def test_two_kernels_sharing_postgres(tmp_path: Path) -> None:
     in_window = [r for r in ticks if t0 <= r["started"] <= t1]
     assert 0.6 * (t1 - t0) <= len(in_window) <= 1.3 * (t1 - t0) + 1, (t1 - t0, in_window)
     before_stop = [r for r in ticks if r["started"] <= stopped]
-    for prev, nxt in zip(before_stop, before_stop[1:]):
+    for prev, nxt in itertools.pairwise(before_stop):
         assert prev["ended"] is not None and prev["ended"] <= nxt["started"], (prev, nxt)
     slows = [r for r in runs if r["task"] == "slow"]
     assert len(slows) >= 4 and all(r["ended"] is None for r in slows), slows

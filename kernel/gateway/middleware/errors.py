@@ -19,7 +19,13 @@ def request_url(scope: Scope) -> str:
 
 
 async def send_error(
-    send: Send, scope: Scope, name: str, message: str, *, status: int | None = None, stack: str | None = None,
+    send: Send,
+    scope: Scope,
+    name: str,
+    message: str,
+    *,
+    status: int | None = None,
+    stack: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = errors.error_body(name, message, scope.get("method", "GET"), request_url(scope), status=status, stack=stack)
@@ -57,7 +63,7 @@ class ErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if started:
                 raise
             name = errors.error_name(exc)
@@ -69,8 +75,11 @@ class ErrorMiddleware:
             if status == 401:
                 extra.append((b"www-authenticate", b"Bearer"))
             await send_error(
-                send, scope, name, message, status=status,
-                stack=errors.format_stack(exc) if self.dev else None, headers=extra,
+                send,
+                scope,
+                name,
+                message,
+                status=status,
+                stack=errors.format_stack(exc) if self.dev else None,
+                headers=extra,
             )
-
-
