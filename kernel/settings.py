@@ -34,6 +34,7 @@ class WorkerSettings(_S, frozen=True):
     replicas: int = 1
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 5.0
+    start_timeout: float = 30.0
     restart_initial_delay: float = 0.1
     restart_max_delay: float = 10.0
     flapping_limit: int = 5

@@ -305,9 +305,10 @@ class Supervisor:
                         self.control.send([child.ident.encode(), beat])
                     except zmq.ZMQError:
                         pass
-                limit = w.heartbeat_timeout if child.ready else max(30.0, w.heartbeat_timeout)
+                limit = w.heartbeat_timeout if child.ready else w.start_timeout
                 if now - (child.seen if child.ready else child.started) > limit:
-                    log.error("%s %s stopped answering for %.1fs; killing it", child.kind, child.ident, limit)
+                    what = "stopped answering" if child.ready else "did not become ready"
+                    log.error("%s %s %s within %.1fs; killing it", child.kind, child.ident, what, limit)
                     child.proc.kill()
             if not self.stopping:
                 self.publish()

@@ -283,3 +283,23 @@ def init(router, config, discovery, lifecycle, logger):
     router.add_route("/show", show)
     router.add_auth_policy("/", allow="unauthenticated")
 """
+
+# A plugin whose init takes longer than the heartbeat timeout.
+SLOW_BOOT = '''
+import asyncio
+from starlette.responses import JSONResponse
+from kernel.api import core_services, create_plugin
+
+plugin = create_plugin("slow")
+
+
+@plugin.init(router=core_services.http_router)
+async def init(router):
+    await asyncio.sleep(2.0)
+
+    async def ok(request):
+        return JSONResponse({"ok": True})
+
+    router.add_route("/ok", ok)
+    router.add_auth_policy("/", allow="unauthenticated")
+'''

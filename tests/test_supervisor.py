@@ -183,3 +183,13 @@ def test_development_mode_shows_stack_traces(site: Path) -> None:
     with KernelProcess(base_config(), paths=[site], env={"KERNEL_ENV": "development"}) as k:
         body = httpx.get(k.url + "/api/echo/boom").json()
         assert "RuntimeError: kaboom" in body["error"]["stack"]
+
+
+def test_a_slow_init_is_not_mistaken_for_a_hang(tmp_path: Path) -> None:
+    make_package(tmp_path, "kernel-test-slow", {"test_slow": plugins.SLOW_BOOT}, {"slow": "test_slow:plugin"})
+    config = base_config()
+    config["backend"]["workers"].update({"heartbeatTimeout": 1, "startTimeout": 10})
+    with KernelProcess(config, paths=[tmp_path]) as k:
+        time.sleep(1.5)  # more than a heartbeat timeout after the worker became ready
+        assert httpx.get(k.url + "/api/slow/ok").json() == {"ok": True}
+        assert "killing" not in k.output()

@@ -294,6 +294,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         parent = os.getppid()
+        self._supervisor_seen = time.monotonic()  # the clock starts now, not before a slow boot
         assert self.control is not None
         checks = asyncio.get_running_loop().create_task(self._readiness())
         while True:
