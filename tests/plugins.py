@@ -285,7 +285,7 @@ def init(router, config, discovery, lifecycle, logger):
 """
 
 # A plugin whose init takes longer than the heartbeat timeout.
-SLOW_BOOT = '''
+SLOW_BOOT = """
 import asyncio
 from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin
@@ -302,4 +302,4 @@ async def init(router):
 
     router.add_route("/ok", ok)
     router.add_auth_policy("/", allow="unauthenticated")
-'''
+"""
