@@ -71,6 +71,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    if args.url:
+        return _running_plugins(args)
     reg: Registry = load_registry()
     rows = [
         {"id": p.id, "distribution": p.distribution, "version": p.version, "module": p.module}
@@ -88,6 +90,33 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _running_plugins(args: argparse.Namespace) -> int:
+    """The plugins of a running kernel with their worker states (``/.kernel/instance/v1/plugins``)."""
+    import urllib.error
+    import urllib.request
+
+    token = args.token or os.environ.get("KERNEL_TOKEN", "")
+    request = urllib.request.Request(args.url.rstrip("/") + "/.kernel/instance/v1/plugins")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            report = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        print(f"kernel: {args.url} answered {exc.code}: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kernel: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for p in report["plugins"]:
+        workers = ", ".join(f"{w}: {state}" for w, state in p["workers"].items()) or "no worker"
+        print(f"{p['id']:<16} {p['version']:<10} {p['state']:<9} {workers}  {p['reason']}".rstrip())
+    return 0 if all(p["state"] == "ready" for p in report["plugins"]) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernel", description="A plugin microkernel for backend services.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.set_defaults(func=cmd_serve)
     plugins = sub.add_parser("plugins", help="list the installed plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("--url", help="ask a running kernel (e.g. http://localhost:7007) for worker states")
+    plugins.add_argument("--token", help="bearer token for --url (default: $KERNEL_TOKEN)")
     plugins.set_defaults(func=cmd_plugins)
     register_config_commands(sub)
     args = parser.parse_args(argv)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -32,3 +35,18 @@ def test_plugin_readiness_check_and_instance_metadata(site: Path, tmp_path: Path
         assert list(rows["echo"]["workers"].values()) == ["ready"]
         assert list(rows["moody"]["workers"].values()) == ["unready: failing readiness checks: mood"]
         assert meta["kernel"]["version"]
+
+
+def test_kernel_plugins_reports_a_running_instance(kernel: KernelProcess) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "kernel.cli", "plugins", "--url", kernel.url, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    denied = run()
+    assert denied.returncode == 1 and "answered 401" in denied.stderr
+    table = run("--token", TOKEN)
+    assert table.returncode == 0, table.stderr
+    echo_line = next(line for line in table.stdout.splitlines() if line.startswith("echo "))
+    assert "ready" in echo_line and "echo." in echo_line
+    report = json.loads(run("--token", TOKEN, "--json").stdout)
+    assert {"echo", "other"} <= {p["id"] for p in report["plugins"]}
