@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import socket
 import time
@@ -179,3 +180,16 @@ def test_a_client_leaving_mid_stream_stops_the_handler(client: httpx.Client, ker
         assert time.monotonic() < deadline, "the worker kept streaming to a client that left"
     assert streamed[-1] - before < 1024 * 16 // 4, "most of the 1 GB was produced for nobody"
     assert "Traceback" not in kernel.output()[log_before:]  # a client leaving is not an error
+
+
+@pytest.mark.parametrize("path", ["/api/echo/echo/../private/whoami", "/api/echo/echo/./x", "/api/echo/%2E%2E/pid"])
+def test_dot_segments_are_refused_before_policies_apply(kernel: KernelProcess, path: str) -> None:
+    # a raw request: HTTP clients would normalise the path themselves
+    with socket.create_connection(("127.0.0.1", kernel.port)) as raw:
+        raw.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["error"]["name"] == "InputError"

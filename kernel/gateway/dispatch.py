@@ -42,6 +42,9 @@ class ApiDispatcher:
         path: str = scope["path"]
         plugin_id, _sep, rest = path[len(self.prefix) :].partition("/")
         rest = "/" + rest
+        if "/." in rest and _has_dot_segment(rest):
+            # "/open/../private" would pass the policy of "/open" and be resolved by the plugin
+            raise InputError("Request paths must not contain '.' or '..' segments")
         route = self.pool.plugins.get(plugin_id)
         if route is None:
             raise NotFoundError(f"No plugin with id '{plugin_id}'")
@@ -148,6 +151,10 @@ class ApiDispatcher:
         while (await receive())["type"] != "http.disconnect":
             pass
         stream.fail(ClientGone("the client closed the connection"))
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
 
 
 class ClientGone(Exception):
