@@ -326,6 +326,8 @@ class Supervisor:
             self.listener = socket.create_server((listen.host, listen.port), backlog=2048)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", listen.host, listen.port, exc.strerror)
+            self.control.close()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
             return 1
         self.listener.set_inheritable(True)
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 
@@ -77,8 +78,23 @@ class LoopSocket:
 
 
 def runtime_dir() -> str:
-    """A private directory for this kernel's ipc sockets."""
+    """A private directory for this kernel's ipc sockets; those of dead kernels are removed."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "kernel" and parts[1].isdigit() and not _alive(int(parts[1])):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"kernel-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ipc(run_dir: str, name: str) -> str:
