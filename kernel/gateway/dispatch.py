@@ -45,11 +45,13 @@ class ApiDispatcher:
         if "/." in rest and _has_dot_segment(rest):
             # "/open/../private" would pass the policy of "/open" and be resolved by the plugin
             raise InputError("Request paths must not contain '.' or '..' segments")
+        if not self.pool.accepting:
+            raise ServiceUnavailableError(
+                "The server is shutting down" if self.pool.table_seen else "The server is starting"
+            )
         route = self.pool.plugins.get(plugin_id)
         if route is None:
             raise NotFoundError(f"No plugin with id '{plugin_id}'")
-        if not self.pool.accepting:
-            raise ServiceUnavailableError("The server is shutting down")
         worker = route.pick()
         if worker is None:  # before auth: a plugin never started has no known policies
             raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
