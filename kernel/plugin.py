@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kernel.service import ServiceRef
@@ -56,7 +56,3 @@ def create_plugin(id: str, *, config_schema: type | None = None) -> BackendPlugi
     plugin = BackendPlugin(id)
     plugin.config_schema = config_schema
     return plugin
-
-
-def plugin_deps(plugin: BackendPlugin) -> Mapping[str, ServiceRef[Any]]:
-    return plugin.deps

@@ -40,10 +40,6 @@ from kernel.zmqio import LoopSocket, ipc, runtime_dir
 log = logging.getLogger("kernel")
 
 
-class StartupAborted(Exception):
-    """A plugin with the ``abort`` boot-failure policy did not start."""
-
-
 @dataclass
 class Child:
     """A gateway or worker process."""
