@@ -97,9 +97,22 @@ def init(router):
         p = principal_of(request)
         return JSONResponse({"type": p.type, "subject": p.subject})
 
+    async def raw_app(scope, receive, send):  # any ASGI app can be mounted
+        body = f"raw {scope['root_path']} {scope['path']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def fallback(scope, receive, send):
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b"fallback"})
+
     router.add_route("/ping", ping)
     router.add_route("/whoami", whoami)
+    router.mount("/raw", raw_app)
+    router.use(fallback)
     router.add_auth_policy("/ping", allow="unauthenticated")
+    router.add_auth_policy("/raw", allow="unauthenticated")
+    router.add_auth_policy("/elsewhere", allow="unauthenticated")
 """
 
 CRASHY = """

@@ -193,3 +193,11 @@ def test_dot_segments_are_refused_before_policies_apply(kernel: KernelProcess, p
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400")
     assert json.loads(body)["error"]["name"] == "InputError"
+
+
+def test_mounted_asgi_apps_and_the_fallback(client: httpx.Client) -> None:
+    raw = client.get("/api/other/raw/a/b")
+    assert raw.status_code == 200
+    assert raw.text == "raw /api/other/raw /api/other/raw/a/b"
+    fallback = client.get("/api/other/elsewhere")
+    assert (fallback.status_code, fallback.text) == (418, "fallback")
