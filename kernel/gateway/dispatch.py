@@ -129,7 +129,14 @@ class ApiDispatcher:
                 upload.cancel()
 
     async def _upload(self, stream: GatewayStream, worker: WorkerLink, receive: Receive, seen: int) -> None:
-        """Forward request body chunks as the worker grants credit; enforce the body limit."""
+        """Forward request body chunks as the worker grants credit; any failure fails the stream."""
+        try:
+            await self._forward_body(stream, worker, receive, seen)
+        except Exception as exc:  # worker gone, stream already failed: the request side reports it
+            if stream.failure is None:
+                stream.fail(exc)
+
+    async def _forward_body(self, stream: GatewayStream, worker: WorkerLink, receive: Receive, seen: int) -> None:
         more = True
         while more:
             message = await receive()
