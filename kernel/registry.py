@@ -104,7 +104,7 @@ def load_registry(
         except PluginDeclarationError as exc:
             reg.failures.append(LoadFailure(ep.name, dist, str(exc)))
             continue
-        except Exception as exc:
+        except Exception as exc:  # any import-time error is the package's fault
             reg.failures.append(
                 LoadFailure(ep.name, dist, f"import of '{ep.value}' failed: {type(exc).__name__}: {exc}")
             )

@@ -72,7 +72,7 @@ class LoopSocket:
         self._closed = True
         try:
             self._loop.remove_reader(self._fd)
-        except Exception:
+        except Exception:  # the loop may be closing
             pass
         self.sock.close(linger)
 

@@ -26,7 +26,7 @@ class ReadinessChecks:
         for check, label in self._checks:
             try:
                 ok = await asyncio.wait_for(check(), CHECK_TIMEOUT)
-            except Exception as exc:
+            except Exception as exc:  # a broken check is a failing check
                 self._logger.warning(f"readiness check {label} failed", error=repr(exc))
                 ok = False
             if not ok:

@@ -273,7 +273,7 @@ def install_crash_handlers(name: str) -> None:
             )
             for handler in logging.getLogger().handlers:
                 handler.flush()
-        except Exception:
+        except Exception:  # logging itself broken: fall back to the raw traceback
             sys.__excepthook__(kind, exc, tb)
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:

@@ -319,7 +319,7 @@ class TaskScheduler:
         except TimeoutError:
             self._logger.error(f"task {task.id} timed out after {task.timeout:g}s; cancelled", task=task.id)
             return f"timed out after {task.timeout:g}s"
-        except Exception as exc:
+        except Exception as exc:  # task code may raise anything
             self._logger.exception(f"task {task.id} failed", task=task.id)
             return f"{type(exc).__name__}: {exc}"
         finally:
@@ -343,7 +343,7 @@ class TaskScheduler:
                 wait = await self._global_step(task, store)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # a database hiccup must not end the loop
                 self._logger.exception(f"task {task.id}: scheduler step failed", task=task.id)
                 wait = self._poll
             await _sleep(task, min(wait, self._poll))

@@ -32,7 +32,7 @@ def run() -> int:
     except BootError as exc:
         log.error("plugin '%s' failed to start: %s", spec.plugin_id, exc, extra={"fields": {"plugin": spec.plugin_id}})
         return 3
-    except Exception:
+    except Exception:  # whatever init raised, log it tagged with the plugin
         log.exception("plugin '%s' failed to start", spec.plugin_id, extra={"fields": {"plugin": spec.plugin_id}})
         return 3
 

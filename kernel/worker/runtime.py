@@ -126,7 +126,7 @@ class Worker:
         for ref in (core_services.lifecycle, core_services.root_lifecycle):
             try:
                 hooks = await self.container.get(ref)
-            except Exception:
+            except Exception:  # lifecycle not provided: nothing to run
                 continue
             run = getattr(hooks, "run", None)
             if run is not None:
@@ -227,7 +227,7 @@ class Worker:
                 await stream.send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             pass  # the gateway gave up on this request (client gone or deadline)
-        except Exception as exc:
+        except Exception as exc:  # plugin code may raise anything
             url = head.path + ("?" + head.query.decode("latin-1") if head.query else "")
             status, body = error_response(exc, head.method, url, self.spec.dev)
             if status >= 500:
