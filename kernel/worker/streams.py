@@ -34,6 +34,7 @@ class Stream:
         "_flush_scheduled",
         "_head_taken",
         "_pending",
+        "_pending_size",
         "_send",
         "_start_headers",
         "finished",
@@ -60,6 +61,7 @@ class Stream:
         self._head_taken = False
         self._start_headers: Any = []
         self._pending: list[bytes] = []  # small response writes not yet on the wire
+        self._pending_size = 0
         self._flush_scheduled = False
         self._consumed = 0  # request body chunks read since the last credit
 
@@ -149,14 +151,15 @@ class Stream:
         if more and len(body) < CHUNK:
             # coalesce small writes; they go out when CHUNK fills, the handler pauses, or it ends
             self._pending.append(body)
-            if sum(map(len, self._pending)) < CHUNK:
+            self._pending_size += len(body)
+            if self._pending_size < CHUNK:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush_soon)
                 return
-            body, self._pending = b"".join(self._pending), []
+            body = self._take_pending()
         elif self._pending:
-            body, self._pending = b"".join(self._pending) + body, []
+            body = self._take_pending() + body
         view = memoryview(body)
         for i in range(0, max(len(body), 1), CHUNK):
             last = not more and i + CHUNK >= len(body)
@@ -183,8 +186,13 @@ class Stream:
     def _flush_now(self) -> None:
         """Send coalesced writes if credit allows (else the next grant or write sends them)."""
         if self._pending and self._credit > 0 and not self.finished and not self._disconnected:
-            data, self._pending = b"".join(self._pending), []
-            self._put(data, True)
+            self._put(self._take_pending(), True)
+
+    def _take_pending(self) -> bytes:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        return data
 
 
 def error_response(exc: BaseException, method: str, url: str, dev: bool) -> tuple[int, bytes]:
