@@ -16,7 +16,7 @@ from kernel.errors import (
 )
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.pool import GatewayStream, WorkerGone, WorkerLink, WorkerPool
-from kernel.protocol import ACK_EVERY, Credit, End, RequestBody, RequestHead, encode
+from kernel.protocol import Credit, End, RequestBody, RequestHead, encode
 
 
 class ApiDispatcher:
@@ -113,10 +113,9 @@ class ApiDispatcher:
                     raise stream.failure
                 data, more_out = stream.chunks.popleft() if stream.chunks else await stream.next_chunk(self.timeout)
                 await send({"type": "http.response.body", "body": data, "more_body": more_out})
-                stream.consumed += 1
-                if stream.consumed >= ACK_EVERY and more_out:
-                    pool.send(worker, encode(Credit(stream.id, stream.consumed)))
-                    stream.consumed = 0
+                credit = stream.acker.consumed(more_out)
+                if credit:
+                    pool.send(worker, encode(Credit(stream.id, credit)))
         except ClientGone:
             _abandon(pool, stream, worker)  # nobody to answer: just stop the worker's handler
         except BaseException:

@@ -12,9 +12,9 @@ from typing import Any
 import zmq
 
 from kernel.errors import GatewayTimeoutError
+from kernel.flow import Acker, CreditWindow
 from kernel.protocol import (
     PROTOCOL_VERSION,
-    WINDOW,
     AuthPolicy,
     Credit,
     Error,
@@ -42,26 +42,23 @@ class WorkerGone(Exception):
 class GatewayStream:
     """Response side of one request: head future, queued body chunks, upload credit."""
 
-    __slots__ = ("chunks", "consumed", "credit", "credit_waiter", "failure", "head", "id", "waiter", "worker")
+    __slots__ = ("acker", "chunks", "credit", "failure", "head", "id", "waiter", "worker")
 
     def __init__(self, sid: int, worker: WorkerLink) -> None:
         self.id = sid
         self.worker = worker
         self.head: asyncio.Future[ResponseHead] = asyncio.get_running_loop().create_future()
         self.chunks: deque[tuple[bytes, bool]] = deque()  # (data, more)
-        self.consumed = 0  # response chunks written to the client since the last credit
+        self.acker = Acker()  # response chunks written to the client
         self.waiter: asyncio.Future[None] | None = None
-        self.credit = WINDOW
-        self.credit_waiter: asyncio.Future[None] | None = None
+        self.credit = CreditWindow()  # request body chunks the worker will take
         self.failure: BaseException | None = None
 
     def _wake(self) -> None:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
-        c = self.credit_waiter
-        if c is not None and not c.done():
-            c.set_result(None)
+        self.credit.wake()
 
     def fail(self, exc: BaseException) -> None:
         self.failure = exc
@@ -88,13 +85,7 @@ class GatewayStream:
         self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' sent nothing for {timeout:g}s"))
 
     async def take_credit(self) -> None:
-        while self.credit <= 0:
-            if self.failure is not None:
-                raise self.failure
-            self.credit_waiter = asyncio.get_running_loop().create_future()
-            await self.credit_waiter
-            self.credit_waiter = None
-        self.credit -= 1
+        await self.credit.acquire(lambda: self.failure)
 
 
 class WorkerLink:
@@ -219,8 +210,7 @@ class WorkerPool:
         elif kind is Credit:
             stream = self.streams.get(msg.stream)  # type: ignore[union-attr]
             if stream is not None:
-                stream.credit += msg.chunks  # type: ignore[union-attr]
-                stream._wake()
+                stream.credit.grant(msg.chunks)  # type: ignore[union-attr]
         elif kind is Error:
             stream = self.streams.get(msg.stream)  # type: ignore[union-attr]
             if stream is not None:

@@ -10,7 +10,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from kernel import errors
-from kernel.protocol import ACK_EVERY, WINDOW, Credit, RequestHead, ResponseBody, ResponseHead, encode
+from kernel.flow import Acker, CreditWindow
+from kernel.protocol import Credit, RequestHead, ResponseBody, ResponseHead, encode
 from kernel.zmqio import ZERO_COPY
 
 CHUNK = 256 * 1024  # largest body chunk put on the wire; smaller writes are coalesced up to it
@@ -25,11 +26,10 @@ class Stream:
     """State of one request: queued request body, response credit, cancellation."""
 
     __slots__ = (
+        "_acker",
         "_body",
         "_body_waiter",
-        "_consumed",
         "_credit",
-        "_credit_waiter",
         "_disconnected",
         "_flush_scheduled",
         "_head_taken",
@@ -55,15 +55,14 @@ class Stream:
         self._disconnected = False
         self.started = False
         self.finished = False
-        self._credit = WINDOW
-        self._credit_waiter: asyncio.Future[None] | None = None
+        self._credit = CreditWindow()  # response chunks the gateway will take
         self.status = 0
         self._head_taken = False
         self._start_headers: Any = []
         self._pending: list[bytes] = []  # small response writes not yet on the wire
         self._pending_size = 0
         self._flush_scheduled = False
-        self._consumed = 0  # request body chunks read since the last credit
+        self._acker = Acker()  # request body chunks read by the handler
 
     # -- from the connection ------------------------------------------------
     def feed(self, data: bytes, more: bool) -> None:
@@ -71,19 +70,13 @@ class Stream:
         self._wake_body()
 
     def grant(self, chunks: int) -> None:
-        self._credit += chunks
-        w = self._credit_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-        elif self._pending and not self._flush_scheduled:
+        if not self._credit.grant(chunks) and self._pending and not self._flush_scheduled:
             self._flush_now()
 
     def disconnect(self) -> None:
         self._disconnected = True
         self._wake_body()
-        w = self._credit_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._credit.wake()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
@@ -125,10 +118,9 @@ class Stream:
             await self._body_waiter  # woken by a chunk or by the disconnect
             self._body_waiter = None
         data, more = self._body.popleft()
-        self._consumed += 1
-        if self._consumed >= ACK_EVERY or not more:
-            self._send([encode(Credit(self.id, self._consumed))])
-            self._consumed = 0
+        credit = self._acker.consumed(more)
+        if credit:
+            self._send([encode(Credit(self.id, credit))])
         return {"type": "http.request", "body": data, "more_body": more}
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -163,21 +155,16 @@ class Stream:
         view = memoryview(body)
         for i in range(0, max(len(body), 1), CHUNK):
             last = not more and i + CHUNK >= len(body)
-            await self._take_credit()
+            await self._credit.acquire(self._stopped)
             self._put(view[i : i + CHUNK], not last)
         self.finished = not more
 
     def _put(self, data: bytes | memoryview, more: bool) -> None:
-        self._credit -= 1
+        """Send a body chunk; the caller has spent its credit."""
         self._send([encode(ResponseBody(self.id, more)), data], copy=len(data) < ZERO_COPY)
 
-    async def _take_credit(self) -> None:
-        while self._credit <= 0:
-            if self._disconnected:
-                raise asyncio.CancelledError
-            self._credit_waiter = asyncio.get_running_loop().create_future()
-            await self._credit_waiter
-            self._credit_waiter = None
+    def _stopped(self) -> BaseException | None:
+        return asyncio.CancelledError() if self._disconnected else None
 
     def _flush_soon(self) -> None:
         self._flush_scheduled = False
@@ -185,7 +172,7 @@ class Stream:
 
     def _flush_now(self) -> None:
         """Send coalesced writes if credit allows (else the next grant or write sends them)."""
-        if self._pending and self._credit > 0 and not self.finished and not self._disconnected:
+        if self._pending and not self.finished and not self._disconnected and self._credit.try_acquire():
             self._put(self._take_pending(), True)
 
     def _take_pending(self) -> bytes:
