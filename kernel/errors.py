@@ -17,7 +17,9 @@ __all__ = [
     "NotModifiedError",
     "PayloadTooLargeError",
     "ServiceUnavailableError",
+    "describe",
     "error_body",
+    "name_for_status",
     "status_for",
 ]
 
@@ -34,6 +36,8 @@ STATUS_BY_NAME: dict[str, int] = {
     "GatewayTimeoutError": 504,
     "PayloadTooLargeError": 413,
 }
+
+_NAME_BY_STATUS = {status: name for name, status in STATUS_BY_NAME.items()} | {405: "MethodNotAllowedError"}
 
 
 class KernelError(Exception):
@@ -63,8 +67,16 @@ GatewayTimeoutError = _named("GatewayTimeoutError", "The plugin did not answer i
 PayloadTooLargeError = _named("PayloadTooLargeError", "The request body is over the limit (413).")
 
 
-def error_name(exc: BaseException) -> str:
-    return exc.name if isinstance(exc, KernelError) else type(exc).__name__
+def describe(exc: BaseException) -> tuple[str, int]:
+    """Error name and HTTP status of an exception: a ``KernelError`` by its name, anything else 500."""
+    if isinstance(exc, KernelError):
+        return exc.name, status_for(exc.name)
+    return type(exc).__name__, 500
+
+
+def name_for_status(status: int) -> str:
+    """The error name for a bare HTTP status (a framework's HTTPException)."""
+    return _NAME_BY_STATUS.get(status, "HttpError")
 
 
 def status_for(name: str) -> int:

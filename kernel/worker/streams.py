@@ -187,16 +187,11 @@ def error_response(exc: BaseException, method: str, url: str, dev: bool) -> tupl
     import json
 
     if isinstance(exc, HTTPException):
-        name = _NAME_BY_STATUS.get(exc.status_code, "HttpError")
+        name = errors.name_for_status(exc.status_code)
         status, message = exc.status_code, exc.detail or name
     else:
-        name = errors.error_name(exc)
-        status = errors.status_for(name) if isinstance(exc, errors.KernelError) else 500
+        name, status = errors.describe(exc)
         message = str(exc) or name
     stack = errors.format_stack(exc) if dev else None
     body = errors.error_body(name, message, method, url, status=status, stack=stack)
     return status, json.dumps(body).encode()
-
-
-_NAME_BY_STATUS = {v: k for k, v in errors.STATUS_BY_NAME.items()}
-_NAME_BY_STATUS[405] = "MethodNotAllowedError"

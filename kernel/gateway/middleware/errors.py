@@ -66,8 +66,7 @@ class ErrorMiddleware:
         except Exception as exc:
             if started:
                 raise
-            name = errors.error_name(exc)
-            status = errors.status_for(name) if isinstance(exc, errors.KernelError) else 500
+            name, status = errors.describe(exc)
             if status >= 500 and not isinstance(exc, errors.KernelError):
                 log.exception("gateway error on %s %s", scope.get("method"), request_url(scope))
             message = str(exc) if isinstance(exc, errors.KernelError) or self.dev else "Internal error"
