@@ -94,6 +94,7 @@ class Supervisor:
         self.gateway_endpoints = [ipc(self.run_dir, f"gateway-{i}") for i in range(settings.gateway.processes)]
         self.children: dict[str, Child] = {}
         self.generation = 0
+        self._last_table = b""
         self.accepting = True
         self.stopping = False
         self._stop = asyncio.Event()
@@ -223,12 +224,17 @@ class Supervisor:
         return WorkerTable(self.generation, states, self.accepting)
 
     def publish(self) -> None:
+        """Send gateways a new table after a change."""
         self.generation += 1
-        table = encode(self.table())
+        self._last_table = encode(self.table())
+        self._resend()
+
+    def _resend(self) -> None:
+        """Send the current table again (a gateway may have missed it); gateways skip a known one."""
         for c in self.children.values():
-            if c.kind == "gateway" and c.ready and self.control is not None:
+            if c.kind == "gateway" and c.ready and self.control is not None and self._last_table:
                 try:
-                    self.control.send([c.ident.encode(), table])
+                    self.control.send([c.ident.encode(), self._last_table])
                 except zmq.ZMQError:
                     pass
 
@@ -307,7 +313,7 @@ class Supervisor:
                     log.error("%s %s %s within %.1fs; killing it", child.kind, child.ident, what, limit)
                     child.proc.kill()
             if not self.stopping:
-                self.publish()
+                self._resend()
 
     # -- main ------------------------------------------------------------------------
     async def run(self) -> int:

@@ -132,6 +132,7 @@ class WorkerPool:
         self.states: dict[str, PluginState] = {}
         self.accepting = False
         self.table_seen = False
+        self.generation = -1
         self.streams: dict[int, GatewayStream] = {}
         self._links: dict[str, WorkerLink] = {}
         self._next = 0
@@ -246,6 +247,9 @@ class WorkerPool:
             log.error("gateway %d: supervisor says: %s", self.index, msg.message)
 
     def _apply(self, table: WorkerTable) -> None:
+        if self.table_seen and table.generation == self.generation:
+            return  # a resend of the table in force
+        self.generation = table.generation
         links: dict[str, WorkerLink] = {}
         for p in table.plugins:
             for wid in p.workers:
