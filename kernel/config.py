@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import msgspec
 import yaml
 
-__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "read_section", "redact"]
+__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "merge", "read_section", "redact"]
 
 ENV_PREFIX: Final = "APP_CONFIG_"
 SECRET: Final = "<secret>"
@@ -226,12 +226,12 @@ def _substitute(text: str, key: str, ctx: _Ctx) -> Any:
 _Sources = dict[tuple[str, ...], str]
 
 
-def _merge(base: Any, over: Any) -> Any:
+def merge(base: Any, over: Any) -> Any:
     """Objects deep-merge; everything else (arrays, scalars, null) replaces."""
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base[k], v) if k in base else v
+            out[k] = merge(base[k], v) if k in base else v
         return out
     return over
 
@@ -308,7 +308,7 @@ def load_config(paths: Sequence[str | os.PathLike[str]], env: Mapping[str, str] 
     merged: dict[str, Any] = {}
     sources: _Sources = {}
     for source, layer in layers:
-        merged = _merge(merged, layer)
+        merged = merge(merged, layer)
         _record(layer, source, (), sources)
     return Config(_prune(merged), sources)
 

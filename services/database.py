@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernel.config import Config
+from kernel.config import Config, merge
 from kernel.core_services import (
     Database,
     DatabaseService,
@@ -98,12 +98,6 @@ def _client(name: Any, where: str) -> str:
     raise ValueError(f"{where}.client must be 'sqlite' or 'pg', not {name!r}")
 
 
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
-        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
-    return over if over is not None else base
-
-
 def read_settings(config: RootConfig | Config, plugin_id: str) -> DatabaseSettings:
     """Settings of ``plugin_id``: ``backend.database`` with ``backend.database.plugin.<id>`` on top."""
     base = config.get_optional("backend.database") or {}
@@ -116,8 +110,8 @@ def read_settings(config: RootConfig | Config, plugin_id: str) -> DatabaseSettin
     if client != base_client:
         connection = own.get("connection")
     else:
-        connection = _merge(base.get("connection"), own.get("connection"))
-    merged = _merge(base, {k: v for k, v in own.items() if k not in ("client", "connection")})
+        connection = merge(base.get("connection"), own["connection"]) if "connection" in own else base.get("connection")
+    merged = merge(base, {k: v for k, v in own.items() if k not in ("client", "connection")})
     pool = merged.get("pool") or {}
     division = merged.get("pluginDivisionMode") or "database"
     if division not in ("database", "schema"):
