@@ -8,7 +8,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, cast
@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import msgspec
 import yaml
 
-__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "merge", "read_section", "redact"]
+__all__ = ["ENV_PREFIX", "SECRET", "Config", "ConfigError", "load_config", "merge", "read_section"]
 
 ENV_PREFIX: Final = "APP_CONFIG_"
 SECRET: Final = "<secret>"
@@ -524,29 +524,6 @@ class Config:
         source = self._source_of(key)
         full = self._full(key)
         return [Config(d, self._sources, prefix=f"{full}[{i}]", fixed=source) for i, d in enumerate(items)]
-
-
-def redact(data: Any, secret_paths: Iterable[str]) -> Any:
-    """Deep copy of `data` with values at the given dot paths replaced by '<secret>'.
-
-    Paths pass through arrays: 'integrations.github.token' redacts `token` in every list item.
-    """
-    out = copy.deepcopy(data.to_dict() if isinstance(data, Config) else data)
-    for path in secret_paths:
-        if path:
-            _redact_at(out, path.split("."))
-    return out
-
-
-def _redact_at(node: Any, parts: list[str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _redact_at(item, parts)
-    elif isinstance(node, dict) and parts[0] in node:
-        if len(parts) == 1:
-            node[parts[0]] = SECRET
-        else:
-            _redact_at(node[parts[0]], parts[1:])
 
 
 _T = TypeVar("_T")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kernel.config import Config, ConfigError, load_config, redact
+from kernel.config import Config, ConfigError, load_config
 
 
 def write(path: Path, text: str) -> Path:
@@ -503,28 +503,3 @@ def test_from_dict() -> None:
     assert Config.from_dict({"k": 1}).source("k") == "<inline>"
     with pytest.raises(ConfigError, match="key 's' in 'test', got string, wanted number"):
         cfg.get_number("s")
-
-
-# ---------------------------------------------------------------- redact
-
-
-def test_redact() -> None:
-    data: dict[str, Any] = {
-        "backend": {
-            "auth": {"keys": [{"secret": "k1"}, {"secret": "k2"}]},
-            "db": {"password": "pw", "host": "h"},
-        },
-        "integrations": {"github": [{"host": "github.com", "token": "t"}]},
-    }
-    paths = ["backend.db.password", "integrations.github.token", "backend.auth.keys", "does.not.exist", ""]
-    out = redact(data, paths)
-    assert out["backend"]["db"] == {"password": "<secret>", "host": "h"}
-    assert out["backend"]["auth"]["keys"] == "<secret>"
-    assert out["integrations"]["github"] == [{"host": "github.com", "token": "<secret>"}]
-    assert data["backend"]["db"]["password"] == "pw"  # original untouched
-    assert "does" not in out
-
-
-def test_redact_config_instance() -> None:
-    cfg = Config.from_dict({"a": {"b": "secret", "c": 1}})
-    assert redact(cfg, ["a.b"]) == {"a": {"b": "<secret>", "c": 1}}

@@ -288,3 +288,28 @@ async def test_start_does_nothing_unless_enabled_and_a_failing_subscriber_is_con
     assert await config.reload() is True
     assert calls == [2]
     await config.stop()
+
+
+# ---------------------------------------------------------------- redact by path
+
+
+def test_redact_paths_through_arrays_leaving_the_original() -> None:
+    data: dict[str, Any] = {
+        "backend": {
+            "auth": {"keys": [{"secret": "k1"}, {"secret": "k2"}]},
+            "db": {"password": "pw", "host": "h"},
+        },
+        "integrations": {"github": [{"host": "github.com", "token": "t"}]},
+    }
+    paths = ["backend.db.password", "integrations.github.token", "backend.auth.keys", "does.not.exist", ""]
+    out = redact_secrets(data, paths)
+    assert out["backend"]["db"] == {"password": "<secret>", "host": "h"}
+    assert out["backend"]["auth"]["keys"] == "<secret>"
+    assert out["integrations"]["github"] == [{"host": "github.com", "token": "<secret>"}]
+    assert data["backend"]["db"]["password"] == "pw"  # original untouched
+    assert "does" not in out
+
+
+def test_redact_config_instance() -> None:
+    cfg = Config.from_dict({"a": {"b": "secret", "c": 1}})
+    assert redact_secrets(cfg, ["a.b"]) == {"a": {"b": "<secret>", "c": 1}}
