@@ -26,7 +26,6 @@ from kernel.protocol import (
     ProtocolError,
     RequestBody,
     RequestHead,
-    ResponseHead,
     Shutdown,
     check_hello,
     decode,
@@ -210,14 +209,12 @@ class Worker:
 
     # -- requests ----------------------------------------------------------------
     def _start(self, index: int, head: RequestHead) -> None:
-        sock = self.gateways[index]
-
-        stream = Stream(head, sock.send)
+        stream = Stream(head, self.gateways[index].send)
         key = (index, head.stream)
         self.streams[key] = stream
-        stream.task = asyncio.get_running_loop().create_task(self._handle(key, stream, sock.send))
+        stream.task = asyncio.get_running_loop().create_task(self._handle(key, stream))
 
-    async def _handle(self, key: tuple[int, int], stream: Stream, send: Any) -> None:
+    async def _handle(self, key: tuple[int, int], stream: Stream) -> None:
         head = stream.head
         try:
             await self.app(stream.scope(self.root_path, PRINCIPAL_KEY, self.app), stream.receive, stream.send)
@@ -232,11 +229,7 @@ class Worker:
             status, body = error_response(exc, head.method, url, self.spec.dev)
             if status >= 500:
                 log.exception("%s %s failed in plugin '%s'", head.method, url, self.spec.plugin_id)
-            if not stream.started:
-                hdrs = [(b"content-type", b"application/json")]
-                send([encode(ResponseHead(stream.id, status, hdrs, body, False))])
-            elif not stream.finished:
-                send([encode(Error(stream.id, type(exc).__name__, str(exc)))])
+            stream.fail(exc, status, body)
         finally:
             self.streams.pop(key, None)
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from kernel import errors
 from kernel.flow import Acker, CreditWindow
-from kernel.protocol import Credit, RequestHead, ResponseBody, ResponseHead, encode
+from kernel.protocol import Credit, Error, RequestHead, ResponseBody, ResponseHead, encode
 from kernel.zmqio import ZERO_COPY
 
 CHUNK = 256 * 1024  # largest body chunk put on the wire; smaller writes are coalesced up to it
@@ -158,6 +158,16 @@ class Stream:
             await self._credit.acquire(self._stopped)
             self._put(view[i : i + CHUNK], not last)
         self.finished = not more
+
+    def fail(self, exc: BaseException, status: int, body: bytes) -> None:
+        """Answer with the error (``status``, JSON ``body``), or break off a response already started."""
+        if not self.started:
+            self.started = self.finished = True
+            headers = [(b"content-type", b"application/json")]
+            self._send([encode(ResponseHead(self.id, status, headers, body, False))])
+        elif not self.finished:
+            self.finished = True
+            self._send([encode(Error(self.id, type(exc).__name__, str(exc)))])
 
     def _put(self, data: bytes | memoryview, more: bool) -> None:
         """Send a body chunk; the caller has spent its credit."""
