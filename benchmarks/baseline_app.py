@@ -5,7 +5,7 @@ It is served by the same server with the same settings as the kernel's gateway
 (``kernel/gateway/__main__.py``): hypercorn through ``hypercorn.asyncio.serve``
 with access log off and ``graceful_timeout=1``, or uvicorn with httptools,
 lifespan off and access log off; one process, uvloop installed the same way
-(``kernel.procutil.install_event_loop_policy``). It binds host:port itself, the
+(``kernel.launch.install_event_loop_policy``). It binds host:port itself, the
 way a user would run the server: the ceiling the gateway hop is compared to.
 """
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.server == "uvicorn":
         _uvicorn(args.host, args.port)
     else:
-        from kernel.procutil import install_event_loop_policy
+        from kernel.launch import install_event_loop_policy
 
         install_event_loop_policy()
         asyncio.run(_hypercorn(args.host, args.port))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import signal
 import subprocess
@@ -53,13 +52,9 @@ def _role(p: psutil.Process) -> tuple[str, str]:
     if "kernel.gateway" in cmd:
         return "gateway", ""
     if "kernel.worker" in cmd:
-        plugin = ""
-        try:
-            spec = p.environ().get("KERNEL_WORKER_SPEC", "")
-            plugin = json.loads(spec).get("plugin_id", "") if spec else ""
-        except (psutil.Error, ValueError):
-            pass
-        return "worker", plugin
+        # ``python -m kernel.worker <plugin>.<slot>.<n>``: plugin ids have no dots
+        worker_id = cmd.split("kernel.worker", 1)[1].strip()
+        return "worker", worker_id.split(".", 1)[0]
     return "other", ""
 
 

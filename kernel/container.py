@@ -6,11 +6,8 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kernel.errors import DependencyError
 from kernel.service import ServiceFactory, ServiceRef
-
-
-class DependencyError(Exception):
-    """A service nobody provides, or a cycle among services."""
 
 
 def check_dependencies(

@@ -7,7 +7,10 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BootError",
+    "ConfigError",
     "ConflictError",
+    "DependencyError",
     "GatewayTimeoutError",
     "InputError",
     "KernelError",
@@ -16,6 +19,8 @@ __all__ = [
     "NotImplementedError_",
     "NotModifiedError",
     "PayloadTooLargeError",
+    "PluginDeclarationError",
+    "ProtocolError",
     "ServiceUnavailableError",
     "describe",
     "error_body",
@@ -41,7 +46,11 @@ _NAME_BY_STATUS = {status: name for name, status in STATUS_BY_NAME.items()} | {4
 
 
 class KernelError(Exception):
-    """Base of every error the kernel or a plugin raises on purpose; `name` decides the status."""
+    """Base of every error the kernel or a plugin raises on purpose; ``name`` decides the HTTP status.
+
+    The kernel's own failures (``ConfigError``, ``ProtocolError``, ``PluginDeclarationError``,
+    ``DependencyError``, ``BootError``) and the HTTP errors below all derive from it.
+    """
 
     name = "Error"
 
@@ -51,20 +60,100 @@ class KernelError(Exception):
         self.cause = cause
 
 
-def _named(name: str, doc: str) -> type[KernelError]:
-    return type(name, (KernelError,), {"name": name, "__doc__": doc})
+# ---------------------------------------------------------------------------- the kernel's own failures
 
 
-InputError = _named("InputError", "The request was malformed (400).")
-AuthenticationError = _named("AuthenticationError", "Credentials are missing or invalid (401).")
-NotAllowedError = _named("NotAllowedError", "The caller may not do this (403).")
-NotFoundError = _named("NotFoundError", "The thing asked for does not exist (404).")
-ConflictError = _named("ConflictError", "The request conflicts with the current state (409).")
-NotModifiedError = _named("NotModifiedError", "The resource has not changed (304).")
-NotImplementedError_ = _named("NotImplementedError", "Not implemented (501).")
-ServiceUnavailableError = _named("ServiceUnavailableError", "Temporarily unable to serve (503).")
-GatewayTimeoutError = _named("GatewayTimeoutError", "The plugin did not answer in time (504).")
-PayloadTooLargeError = _named("PayloadTooLargeError", "The request body is over the limit (413).")
+class ConfigError(KernelError):
+    """The configuration could not be loaded or read; the message names the key and its file."""
+
+    name = "ConfigError"
+
+
+class ProtocolError(KernelError):
+    """A frame could not be decoded, or the peer speaks another protocol version."""
+
+    name = "ProtocolError"
+
+
+class PluginDeclarationError(KernelError):
+    """A plugin was declared wrongly; raised where it is declared, never on a request."""
+
+    name = "PluginDeclarationError"
+
+
+class DependencyError(KernelError):
+    """A service nobody provides, or a cycle among services."""
+
+    name = "DependencyError"
+
+
+class BootError(KernelError):
+    """A plugin could not be started in its worker."""
+
+    name = "BootError"
+
+
+# ---------------------------------------------------------------------------- errors with an HTTP status
+
+
+class InputError(KernelError):
+    """The request was malformed (400)."""
+
+    name = "InputError"
+
+
+class AuthenticationError(KernelError):
+    """Credentials are missing or invalid (401)."""
+
+    name = "AuthenticationError"
+
+
+class NotAllowedError(KernelError):
+    """The caller may not do this (403)."""
+
+    name = "NotAllowedError"
+
+
+class NotFoundError(KernelError):
+    """The thing asked for does not exist (404)."""
+
+    name = "NotFoundError"
+
+
+class ConflictError(KernelError):
+    """The request conflicts with the current state (409)."""
+
+    name = "ConflictError"
+
+
+class NotModifiedError(KernelError):
+    """The resource has not changed (304)."""
+
+    name = "NotModifiedError"
+
+
+class NotImplementedError_(KernelError):  # ``kernel.api`` exports it as ``NotImplementedError``
+    """Not implemented (501)."""
+
+    name = "NotImplementedError"
+
+
+class ServiceUnavailableError(KernelError):
+    """Temporarily unable to serve (503)."""
+
+    name = "ServiceUnavailableError"
+
+
+class GatewayTimeoutError(KernelError):
+    """The plugin did not answer in time (504)."""
+
+    name = "GatewayTimeoutError"
+
+
+class PayloadTooLargeError(KernelError):
+    """The request body is over the limit (413)."""
+
+    name = "PayloadTooLargeError"
 
 
 def describe(exc: BaseException) -> tuple[str, int]:

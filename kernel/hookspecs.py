@@ -1,20 +1,30 @@
-"""The contract between the kernel and installed packages.
+"""The contract between the kernel and installed packages: every hook, typed, one line each.
 
 A package listed under the ``kernel.plugins`` entry point group may implement
-any of these hooks (with ``kernel.api.hookimpl``). Backend plugins themselves
-are ``BackendPlugin`` objects; these hooks are how packages provide services
-and add routes to plugins.
+any of these hooks with ``kernel.api.hookimpl`` (backend plugins themselves are
+``BackendPlugin`` objects). The kernel's own features register through the
+same hooks: the core services (``services.defaults``), the health and instance
+endpoints (``kernel.gateway.root``), static tokens
+(``kernel.gateway.static_tokens``) and the ``kernel`` subcommands
+(``kernel.cli.commands``). Where each hook runs:
+
+- ``kernel_provide_services``, ``kernel_register_routes``: in each plugin's worker;
+- ``kernel_root_routes``, ``kernel_credential_verifiers``: in each gateway process;
+- ``kernel_config_schemas``, ``kernel_cli_commands``: in the ``kernel`` command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from kernel.core_services import HttpRouter
+    from starlette.routing import BaseRoute
+
+    from kernel.core_services import HttpRouter, RootConfig
+    from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView
     from kernel.service import ServiceFactory
 
 PROJECT = "kernel"
@@ -31,3 +41,27 @@ def kernel_provide_services() -> Sequence[ServiceFactory]:
 @hookspec
 def kernel_register_routes(plugin_id: str, router: HttpRouter) -> None:
     """Add routes or auth policies to the router of plugin ``plugin_id``, in its worker."""
+
+
+@hookspec
+def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
+    """Add Starlette routes at the gateway's root, outside the plugin mount (health, metrics, ...)."""
+    raise NotImplementedError
+
+
+@hookspec
+def kernel_credential_verifiers(config: RootConfig) -> Sequence[CredentialVerifier]:
+    """Verifiers of presented tokens, built from the config (again after every reload)."""
+    raise NotImplementedError
+
+
+@hookspec
+def kernel_config_schemas() -> Mapping[str, Any]:
+    """Config keys this package reads, each with the msgspec type ``kernel config check`` validates."""
+    raise NotImplementedError
+
+
+@hookspec
+def kernel_cli_commands() -> Sequence[CliCommand]:
+    """Subcommands this package adds to the ``kernel`` command."""
+    raise NotImplementedError

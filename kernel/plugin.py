@@ -6,15 +6,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kernel.errors import PluginDeclarationError
 from kernel.service import ServiceRef
 
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 InitFn = Callable[..., Awaitable[None] | None]
-
-
-class PluginDeclarationError(Exception):
-    """A plugin was declared wrongly; raised where it is declared, never on a request."""
 
 
 class BackendPlugin:

@@ -14,17 +14,15 @@ from typing import Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+from kernel.errors import ProtocolError
+
+PROTOCOL_VERSION = 2
 #: flow control, the same on both sides: a sender may have WINDOW body chunks of a stream
 #: unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW) of them
 WINDOW = 16
 ACK_EVERY = 4
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class ProtocolError(Exception):
-    """A frame could not be decoded, or the peer speaks another protocol version."""
 
 
 class _Msg(msgspec.Struct, frozen=True, array_like=True, tag_field="t"):
@@ -164,6 +162,13 @@ class WorkerTable(_Msg, tag=10, frozen=True):
     accepting: bool
 
 
+class ConfigUpdate(_Msg, tag=11, frozen=True):
+    """The supervisor loaded a changed config; every gateway and worker switches to it."""
+
+    #: ``kernel.config.ConfigSnapshot`` as msgpack: data plus the file each key came from
+    snapshot: bytes
+
+
 Message = (
     Hello
     | RequestHead
@@ -176,6 +181,7 @@ Message = (
     | Heartbeat
     | Shutdown
     | WorkerTable
+    | ConfigUpdate
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -1,8 +1,11 @@
-"""Finding installed plugins and service providers, and validating them before anything runs."""
+"""Finding installed plugins and hook providers, and validating them before anything runs.
+
+Internal to the kernel: authors meet its results through ``kernel plugins`` and the
+boot-failure messages, never its API.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -12,12 +15,13 @@ import pluggy
 
 from kernel import hookspecs
 from kernel.container import check_dependencies
-from kernel.plugin import BackendPlugin, PluginDeclarationError
+from kernel.errors import PluginDeclarationError
+from kernel.plugin import BackendPlugin
 from kernel.service import ServiceFactory
 
 ENTRY_POINT_GROUP = "kernel.plugins"
-#: built-in providers, registered first through the same hooks as any package
-DEFAULT_PROVIDERS = ("services.defaults",)
+#: the distribution whose entry points (the kernel's own features) load before any other package's
+KERNEL_DISTRIBUTION = "kernel"
 #: services the kernel hands to the container itself
 PRESET_SERVICES = ("core.rootConfig", "core.pluginMetadata", "core.httpRouter")
 
@@ -58,6 +62,12 @@ class Registry:
     manager: pluggy.PluginManager | None = None
 
 
+def _load_order(ep: EntryPoint) -> tuple[bool, str, str]:
+    """The kernel's own entry points first (later providers override earlier ones), then by package."""
+    dist = ep.dist.name if ep.dist else ""
+    return (dist != KERNEL_DISTRIBUTION, dist, ep.name)
+
+
 def _dist_of(ep: EntryPoint) -> tuple[str, str]:
     dist = ep.dist
     return (dist.name, dist.version) if dist is not None else ("<unknown>", "")
@@ -77,25 +87,19 @@ def ep_key(ep: EntryPoint) -> str:
     return f"{ep.name} = {ep.value}"
 
 
-def load_registry(
-    only: Iterable[str] | None = None,
-    default_providers: Iterable[str] = DEFAULT_PROVIDERS,
-) -> Registry:
+def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -> Registry:
     """Load the entry points of ``kernel.plugins``; ``only`` limits them by ``ep_key``.
 
     A worker passes its own plugin's key and the providers' keys: other
-    packages' plugins are not its to import. Nothing raises: each problem
-    becomes a ``LoadFailure`` naming plugin and package.
+    packages' plugins are not its to import; a gateway passes only the
+    providers' keys and ``services=False`` (it builds no service). Nothing
+    raises: each problem becomes a ``LoadFailure`` naming plugin and package.
     """
     reg = Registry(manager=new_manager())
     pm = reg.manager
     assert pm is not None
-    for name in default_providers:
-        pm.register(importlib.import_module(name), name=name)
-        reg.providers.append(name)
     wanted = set(only) if only is not None else None
-    eps = entry_points(group=ENTRY_POINT_GROUP)
-    for ep in sorted(eps, key=lambda e: (e.dist.name if e.dist else "", e.name)):
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
         dist, version = _dist_of(ep)
         if wanted is not None and ep_key(ep) not in wanted:
             continue
@@ -123,6 +127,8 @@ def load_registry(
                     f"entry point '{ep.value}' is neither a BackendPlugin nor a module implementing kernel hooks",
                 )
             )
+    if not services:
+        return reg
     reg.factories = collect_factories(pm)
     problems = check_dependencies(reg.factories, [(p.id, p.plugin.deps) for p in reg.plugins.values()], PRESET_SERVICES)
     for line in problems:
@@ -154,8 +160,11 @@ def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, ve
 
 
 def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:
-    names = {"kernel_provide_services", "kernel_register_routes"}
-    return any(callable(getattr(obj, n, None)) for n in names)
+    return any(callable(getattr(obj, name, None)) for name in HOOK_NAMES)
+
+
+#: every hook of ``kernel.hookspecs``
+HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("kernel_"))
 
 
 def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:

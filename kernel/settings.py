@@ -1,12 +1,106 @@
-"""The kernel's own settings, read from the app-config with defaults and precise errors."""
+"""The kernel's settings: one typed schema, one default per setting, read from the app-config.
+
+Every key the kernel itself reads is here (``backend.listen``, ``backend.baseUrl``,
+``backend.gateway``, ``backend.workers``, ``backend.startup``, ``backend.logging``,
+``backend.config.reload``, ``backend.auth``); nothing else re-defaults them. ``read_settings``
+reads and validates all of it, and a mistake is a ``ConfigError`` naming the key.
+
+A contract module: it imports only msgspec, the standard library and ``kernel.errors``, so
+``kernel.api`` can export it. For the same reason the two pure config helpers live here:
+``read_section`` (a config subtree as a msgspec type) and ``merge`` (the config deep-merge).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
-from kernel.config import Config, ConfigError, read_section
+from kernel.errors import ConfigError
+
+__all__ = [
+    "LOG_LEVELS",
+    "PLUGIN_LOGGER_PREFIX",
+    "AccessRestriction",
+    "AuthSettings",
+    "BootPolicy",
+    "ConfigReader",
+    "ExternalAccess",
+    "GatewaySettings",
+    "Listen",
+    "LoggingSettings",
+    "PluginLogging",
+    "PluginWorkers",
+    "ReloadSettings",
+    "Settings",
+    "Startup",
+    "WorkerSettings",
+    "merge",
+    "read_auth_settings",
+    "read_logging_settings",
+    "read_reload_settings",
+    "read_section",
+    "read_settings",
+]
+
+#: the level names ``backend.logging`` accepts, in the order error messages list them
+LOG_LEVELS: Final = ("debug", "info", "warn", "warning", "error", "critical")
+#: a plugin's stdlib logger is ``PLUGIN_LOGGER_PREFIX + <pluginId>``; ``backend.logging.plugins.<id>`` sets its level
+PLUGIN_LOGGER_PREFIX: Final = "kernel.plugin."
+
+
+class ConfigReader(Protocol):
+    """The read-only getters of a config (``kernel.config.Config``, and every ``RootConfig``)."""
+
+    def get(self, key: str | None = None) -> Any: ...
+    def get_optional(self, key: str) -> Any: ...
+    def get_string(self, key: str) -> str: ...
+    def get_optional_string(self, key: str) -> str | None: ...
+    def get_number(self, key: str) -> float: ...
+    def get_optional_number(self, key: str) -> float | None: ...
+    def get_boolean(self, key: str) -> bool: ...
+    def get_optional_boolean(self, key: str) -> bool | None: ...
+    def has(self, key: str) -> bool: ...
+    def keys(self) -> list[str]: ...
+    def get_string_list(self, key: str) -> list[str]: ...
+    def get_optional_string_list(self, key: str) -> list[str] | None: ...
+    def source(self, key: str | None = None) -> str | None: ...
+
+
+# ---------------------------------------------------------------------------- pure config helpers
+
+_T = TypeVar("_T")
+
+
+class _HasGetOptional(Protocol):
+    def get_optional(self, key: str) -> Any: ...
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Objects deep-merge; everything else (arrays, scalars, null) replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+def read_section(config: _HasGetOptional, key: str, type_: type[_T]) -> _T:
+    """The config subtree at ``key`` converted to a msgspec type; a mistake names the full key.
+
+    Strings convert to numbers and booleans (``${PORT}`` is always a string).
+    """
+    raw = config.get_optional(key)
+    try:
+        return msgspec.convert(raw if raw is not None else {}, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        msg = str(exc).replace("`$.", f"`{key}.").replace("`$[", f"`{key}[").replace("`$`", f"`{key}`")
+        raise ConfigError(f"Invalid config under '{key}': {msg}") from None
+
+
+# ---------------------------------------------------------------------------- the schema
 
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
@@ -14,13 +108,18 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True
 
 
 class Listen(_S, frozen=True):
+    """``backend.listen``: where the gateway accepts connections."""
+
     host: str = "0.0.0.0"
     port: int = 7007
 
 
 class GatewaySettings(_S, frozen=True):
+    """``backend.gateway``."""
+
     processes: int = 1
     server: Literal["hypercorn", "uvicorn"] = "hypercorn"
+    #: seconds a plugin has to send the first byte of its answer, and at most between two streamed chunks
     request_timeout: float = 30.0
     max_request_body_size: int = 100 * 1024 * 1024
     mount: str = "/api"
@@ -31,6 +130,8 @@ class PluginWorkers(_S, frozen=True):
 
 
 class WorkerSettings(_S, frozen=True):
+    """``backend.workers``."""
+
     replicas: int = 1
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 5.0
@@ -49,15 +150,66 @@ class BootPolicy(_S, frozen=True):
 
 
 class Startup(_S, frozen=True):
+    """``backend.startup``."""
+
     default: BootPolicy = BootPolicy()
     plugins: dict[str, BootPolicy] = {}
 
 
+class PluginLogging(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    level: str | None = None
+
+
+class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``backend.logging``: ``level`` (else ``KERNEL_LOG_LEVEL``, else info), ``format`` (text|json)."""
+
+    level: str | None = None
+    format: str | None = None
+    plugins: dict[str, PluginLogging] = {}
+
+
+class ReloadSettings(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    """``backend.config.reload``."""
+
+    enabled: bool = False
+    watch_files: bool = True  # poll the config files' mtimes every pollSeconds
+    poll_seconds: float = 1.0
+    interval_seconds: float | None = None  # also reload unconditionally this often
+
+
+class AccessRestriction(msgspec.Struct, rename="camel", frozen=True):
+    """One entry of ``accessRestrictions``: the plugin a credential may reach, optionally narrowed."""
+
+    plugin: str
+    permission: str | list[str] | None = None
+    permission_attribute: dict[str, str | list[str]] | None = None
+
+
+class ExternalAccess(msgspec.Struct, rename="camel", frozen=True):
+    """One entry of ``backend.auth.externalAccess``; ``options`` are the ``type``'s own (checked by it)."""
+
+    type: str
+    options: dict[str, Any] = {}
+    access_restrictions: list[AccessRestriction] | None = None
+
+
+class AuthSettings(msgspec.Struct, rename="camel", frozen=True):
+    """``backend.auth``; keys other than ``externalAccess`` belong to the token system and are ignored here."""
+
+    external_access: list[ExternalAccess] = []
+
+
 class Settings(msgspec.Struct, frozen=True):
+    """Every setting of the kernel; the defaults here are the only ones."""
+
     listen: Listen = Listen()
+    base_url: str | None = None  # backend.baseUrl: how the outside world reaches the gateway
     gateway: GatewaySettings = GatewaySettings()
     workers: WorkerSettings = WorkerSettings()
     startup: Startup = Startup()
+    logging: LoggingSettings = LoggingSettings()
+    reload: ReloadSettings = ReloadSettings()
+    auth: AuthSettings = AuthSettings()
 
     def replicas(self, plugin_id: str) -> int:
         own = self.workers.plugins.get(plugin_id)
@@ -68,13 +220,63 @@ class Settings(msgspec.Struct, frozen=True):
         return (own or self.startup.default).on_plugin_boot_failure
 
 
-def read_settings(config: Config) -> Settings:
-    """Settings from ``backend.listen``, ``backend.gateway``, ``backend.workers``, ``backend.startup``."""
+# ---------------------------------------------------------------------------- reading
+
+
+def _check_level(key: str, level: str | None) -> None:
+    if level is not None and level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"Invalid config: {key} must be one of {', '.join(LOG_LEVELS)}, got '{level}'")
+
+
+def read_logging_settings(config: _HasGetOptional) -> LoggingSettings:
+    """``backend.logging``, validated; a mistake is a ``ConfigError`` naming the key."""
+    s = read_section(config, "backend.logging", LoggingSettings)
+    _check_level("backend.logging.level", s.level)
+    for pid, own in s.plugins.items():
+        _check_level(f"backend.logging.plugins.{pid}.level", own.level)
+    if s.format is not None and s.format not in ("text", "json"):
+        raise ConfigError(f"Invalid config: backend.logging.format must be text or json, got '{s.format}'")
+    return s
+
+
+def read_reload_settings(config: _HasGetOptional) -> ReloadSettings:
+    """``backend.config.reload``, validated; a mistake is a ``ConfigError`` naming the key."""
+    settings = read_section(config, "backend.config.reload", ReloadSettings)
+    for name, v in (("pollSeconds", settings.poll_seconds), ("intervalSeconds", settings.interval_seconds)):
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ConfigError(f"Invalid config: backend.config.reload.{name} must be a positive number")
+    return settings
+
+
+def read_auth_settings(config: _HasGetOptional) -> AuthSettings:
+    """``backend.auth``: the generic shape of every ``externalAccess`` entry, whatever its type."""
+    access = config.get_optional("backend.auth.externalAccess")
+    if access is not None and not isinstance(access, list):
+        raise ConfigError("Invalid config: backend.auth.externalAccess must be a list")
+    for i, raw in enumerate(access or ()):
+        where = f"backend.auth.externalAccess[{i}]"
+        if not isinstance(raw, dict) or "type" not in raw:
+            raise ConfigError(f"Invalid config: {where} must be an object with a 'type'")
+        restrictions = raw.get("accessRestrictions")
+        if restrictions is not None and (
+            not isinstance(restrictions, list)
+            or not all(isinstance(r, dict) and isinstance(r.get("plugin"), str) for r in restrictions)
+        ):
+            raise ConfigError(f"Invalid config: {where}.accessRestrictions must be a list of {{plugin: <id>}}")
+    return read_section(config, "backend.auth", AuthSettings)
+
+
+def read_settings(config: ConfigReader) -> Settings:
+    """Every kernel setting (see the module doc), validated; a mistake is a ``ConfigError`` naming the key."""
     settings = Settings(
         listen=read_section(config, "backend.listen", Listen),
+        base_url=config.get_optional_string("backend.baseUrl"),
         gateway=read_section(config, "backend.gateway", GatewaySettings),
         workers=read_section(config, "backend.workers", WorkerSettings),
         startup=read_section(config, "backend.startup", Startup),
+        logging=read_logging_settings(config),
+        reload=read_reload_settings(config),
+        auth=read_auth_settings(config),
     )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")

@@ -3,13 +3,19 @@
 ``make_package`` writes an installed-looking package (a ``.dist-info`` with
 entry points, plus its modules) into a directory that goes on ``PYTHONPATH``;
 ``KernelProcess`` runs ``kernel serve`` on a free port and waits for readiness.
+``wait_for`` / ``wait_for_async`` poll a condition up to a deadline (tests wait for
+what they need, never for a fixed time); ``stays`` checks that something keeps
+holding for a window (for "nothing more happens" checks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import inspect
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,14 +25,17 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 READINESS = "/.kernel/health/v1/readiness"
 _RUNNING: list[KernelProcess] = []
+T = TypeVar("T")
+#: what to say when a wait fails: a text, or a function called then (e.g. to include a log)
+Message = str | Callable[[], str]
 
 
 @atexit.register
@@ -41,22 +50,110 @@ def _kill_leftovers() -> None:
 def make_package(
     site: Path,
     dist: str,
-    modules: Mapping[str, str],
+    modules: Mapping[str, str | Path],
     entry_points: Mapping[str, str],
     version: str = "0.1.0",
 ) -> Path:
-    """Write modules and a ``<dist>-<version>.dist-info`` registering ``kernel.plugins`` entry points."""
+    """Write modules and a ``<dist>-<version>.dist-info`` registering ``kernel.plugins`` entry points.
+
+    ``modules`` maps a module name to its source: a string, or the ``Path`` of a file to copy.
+    """
     site.mkdir(parents=True, exist_ok=True)
     for name, source in modules.items():
         path = site / (name.replace(".", "/") + ".py")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(source))
+        if isinstance(source, Path):
+            shutil.copyfile(source, path)
+        else:
+            path.write_text(textwrap.dedent(source))
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     eps = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
     (info / "entry_points.txt").write_text(f"[kernel.plugins]\n{eps}\n")
     return site
+
+
+def _describe(message: Message, last: object) -> str:
+    text = message() if callable(message) else message
+    return f"{text} (last: {last!r})"
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    message: Message = "condition not met in time",
+    *,
+    interval: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    Exceptions of the types in ``ignore`` count as "not yet". After ``timeout``
+    seconds, raises ``AssertionError`` with ``message`` and the last result.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = condition()
+        except ignore as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            raise AssertionError(_describe(message, last))
+        time.sleep(interval)
+
+
+async def wait_for_async(
+    condition: Callable[[], T | Awaitable[T]],
+    timeout: float = 10.0,
+    message: Message = "condition not met in time",
+    *,
+    interval: float = 0.02,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """``wait_for`` inside an event loop: ``condition`` may be a coroutine function; sleeps without blocking."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = condition()
+            result: T = await value if inspect.isawaitable(value) else value
+        except ignore as exc:
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            raise AssertionError(_describe(message, last))
+        await asyncio.sleep(interval)
+
+
+def stays(
+    condition: Callable[[], object],
+    seconds: float,
+    message: Message = "condition stopped holding",
+    *,
+    interval: float = 0.05,
+) -> None:
+    """Check ``condition`` throughout a window of ``seconds``: fails as soon as it is false.
+
+    For "nothing more happens" checks, where there is no event to wait for; the
+    window is the behaviour under test, so it is a fixed time.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        result = condition()
+        if not result:
+            raise AssertionError(_describe(message, result))
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -29,9 +29,15 @@ from typing import Any, Protocol
 
 import cachetools
 
-from kernel.config import Config
-from kernel.core_services import CacheService, Lifecycle, PluginMetadata, RootConfig, core_services
-from kernel.service import create_service_factory
+from kernel.api import (
+    CacheService,
+    ConfigReader,
+    Lifecycle,
+    PluginMetadata,
+    RootConfig,
+    core_services,
+    create_service_factory,
+)
 
 
 class CacheStore(Protocol):
@@ -137,7 +143,7 @@ class PluginCache:
         return PluginCache(self._store, self._plugin_id, default_ttl)
 
 
-def create_store(config: RootConfig | Config) -> CacheStore:
+def create_store(config: ConfigReader) -> CacheStore:
     """The store ``backend.cache`` asks for."""
     store = config.get_optional_string("backend.cache.store") or "memory"
     if store == "memory":
@@ -149,7 +155,7 @@ def create_store(config: RootConfig | Config) -> CacheStore:
     raise ValueError(f"backend.cache.store must be 'memory' or 'redis', not {store!r}")
 
 
-def create_cache(config: RootConfig | Config, plugin_id: str, store: CacheStore | None = None) -> PluginCache:
+def create_cache(config: ConfigReader, plugin_id: str, store: CacheStore | None = None) -> PluginCache:
     """The cache of ``plugin_id``, on ``store`` or on the configured one."""
     default_ttl = config.get_optional_number("backend.cache.defaultTtl")
     return PluginCache(store or create_store(config), plugin_id, default_ttl)

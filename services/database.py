@@ -47,16 +47,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernel.config import Config, merge
-from kernel.core_services import (
+from kernel.api import (
+    ConfigReader,
     Database,
     DatabaseService,
     Lifecycle,
     PluginMetadata,
     RootConfig,
     core_services,
+    create_service_factory,
+    merge_config,
 )
-from kernel.service import create_service_factory
 
 if TYPE_CHECKING:
     from services.database_postgres import PgDatabase
@@ -98,7 +99,7 @@ def _client(name: Any, where: str) -> str:
     raise ValueError(f"{where}.client must be 'sqlite' or 'pg', not {name!r}")
 
 
-def read_settings(config: RootConfig | Config, plugin_id: str) -> DatabaseSettings:
+def read_settings(config: ConfigReader, plugin_id: str) -> DatabaseSettings:
     """Settings of ``plugin_id``: ``backend.database`` with ``backend.database.plugin.<id>`` on top."""
     base = config.get_optional("backend.database") or {}
     plugins = (base.pop("plugin", None) or {}) if isinstance(base, dict) else {}
@@ -110,8 +111,10 @@ def read_settings(config: RootConfig | Config, plugin_id: str) -> DatabaseSettin
     if client != base_client:
         connection = own.get("connection")
     else:
-        connection = merge(base.get("connection"), own["connection"]) if "connection" in own else base.get("connection")
-    merged = merge(base, {k: v for k, v in own.items() if k not in ("client", "connection")})
+        connection = (
+            merge_config(base.get("connection"), own["connection"]) if "connection" in own else base.get("connection")
+        )
+    merged = merge_config(base, {k: v for k, v in own.items() if k not in ("client", "connection")})
     pool = merged.get("pool") or {}
     division = merged.get("pluginDivisionMode") or "database"
     if division not in ("database", "schema"):
@@ -238,7 +241,7 @@ class PluginDatabase:
                 self._db = None
 
 
-def create_database(config: RootConfig | Config, plugin_id: str) -> PluginDatabase:
+def create_database(config: ConfigReader, plugin_id: str) -> PluginDatabase:
     """The database service of ``plugin_id`` as ``backend.database`` configures it."""
     return PluginDatabase(read_settings(config, plugin_id), plugin_id)
 

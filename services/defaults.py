@@ -1,15 +1,17 @@
-"""The built-in service providers, registered through the same hook as any installed package.
+"""The built-in service providers, registered through the same hooks as any installed package.
 
 Each module listed in ``MODULES`` exposes ``FACTORIES``, a list of ``ServiceFactory``.
+``kernel config check`` validates the config keys the services declare in ``kernel_config_schemas``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from kernel.hookspecs import hookimpl
-from kernel.service import ServiceFactory
+from kernel.api import ServiceFactory, hookimpl
+from services.discovery import DiscoveryEndpoint
 
 MODULES = (
     "services.logger",
@@ -28,3 +30,9 @@ def kernel_provide_services() -> Sequence[ServiceFactory]:
     for name in MODULES:
         factories.extend(importlib.import_module(name).FACTORIES)
     return factories
+
+
+@hookimpl
+def kernel_config_schemas() -> Mapping[str, Any]:
+    """``discovery.endpoints``; the other keys the services read are checked where they are read."""
+    return {"discovery.endpoints": list[DiscoveryEndpoint]}

@@ -6,7 +6,8 @@
 * ``discovery.endpoints: [{target, plugins: [ids]}]`` overrides both for the listed plugins; the
   first entry listing a plugin wins. ``target`` is a URL or ``{internal, external}`` (a missing
   side keeps the default); ``{{pluginId}}`` in a target is replaced by the plugin id.
-* mount is ``backend.gateway.mount`` (default ``/api``); no URL ends with a slash.
+* host, port, mount (``backend.gateway.mount``) and ``backend.baseUrl`` come from the kernel's
+  settings (``kernel.api.read_settings``), with their one set of defaults; no URL ends with a slash.
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ from urllib.parse import quote
 
 import msgspec
 
-from kernel.config import Config, ConfigError
-from kernel.core_services import Discovery, RootConfig, core_services
-from kernel.service import ServiceFactory, create_service_factory
+from kernel.api import (
+    ConfigError,
+    ConfigReader,
+    Discovery,
+    RootConfig,
+    ServiceFactory,
+    Settings,
+    core_services,
+    create_service_factory,
+    read_settings,
+)
 
 __all__ = ["DiscoveryEndpoint", "EndpointTarget", "HostDiscovery", "read_discovery_endpoints"]
 
@@ -38,7 +47,7 @@ class DiscoveryEndpoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True)
     plugins: list[str]
 
 
-def read_discovery_endpoints(config: RootConfig | Config) -> list[DiscoveryEndpoint]:
+def read_discovery_endpoints(config: ConfigReader) -> list[DiscoveryEndpoint]:
     """``discovery.endpoints``, validated; a mistake is a ``ConfigError`` naming the key."""
     raw = config.get_optional("discovery.endpoints")
     try:
@@ -48,19 +57,17 @@ def read_discovery_endpoints(config: RootConfig | Config) -> list[DiscoveryEndpo
         raise ConfigError(f"Invalid config under 'discovery.endpoints': {msg}") from None
 
 
-def _mount(value: str | None) -> str:
-    mount = (value if value is not None else "/api").strip().strip("/")
+def _mount(value: str) -> str:
+    mount = value.strip().strip("/")
     return f"/{mount}" if mount else ""
 
 
-def _internal_origin(config: RootConfig | Config) -> str:
-    host = config.get_optional_string("backend.listen.host")
-    host = "0.0.0.0" if host is None else host.strip()
+def _internal_origin(settings: Settings) -> str:
+    host = settings.listen.host.strip()
     host = _WILDCARD_HOSTS.get(host, host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    port = config.get_optional_number("backend.listen.port")
-    return f"http://{host}:{int(port) if port is not None else 7007}"
+    return f"http://{host}:{settings.listen.port}"
 
 
 class HostDiscovery:
@@ -74,10 +81,11 @@ class HostDiscovery:
         self._endpoints = list(endpoints or [])
 
     @classmethod
-    def from_config(cls, config: RootConfig | Config) -> HostDiscovery:
-        mount = _mount(config.get_optional_string("backend.gateway.mount"))
-        internal = _internal_origin(config)
-        external = (config.get_optional_string("backend.baseUrl") or internal).strip().rstrip("/")
+    def from_config(cls, config: ConfigReader) -> HostDiscovery:
+        settings = read_settings(config)
+        mount = _mount(settings.gateway.mount)
+        internal = _internal_origin(settings)
+        external = (settings.base_url or internal).strip().rstrip("/")
         return cls(internal + mount, external + mount, read_discovery_endpoints(config))
 
     def _target(self, plugin_id: str, side: str) -> str:
@@ -106,11 +114,11 @@ class _LiveDiscovery:
 
     def __init__(self, config: RootConfig) -> None:
         self._current = HostDiscovery.from_config(config)
-        subscribe: Callable[[Callable[[Config], None]], Any] | None = getattr(config, "subscribe", None)
+        subscribe: Callable[[Callable[[ConfigReader], None]], Any] | None = getattr(config, "subscribe", None)
         if subscribe is not None:
             subscribe(self._refresh)
 
-    def _refresh(self, config: Config) -> None:
+    def _refresh(self, config: ConfigReader) -> None:
         try:
             self._current = HostDiscovery.from_config(config)
         except ConfigError:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from kernel.core_services import Logger, core_services
-from kernel.service import ServiceFactory, create_service_factory
+from kernel.api import Logger, ServiceFactory, core_services, create_service_factory
 
 CHECK_TIMEOUT = 2.0
 

@@ -7,8 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from kernel.core_services import Logger, PluginMetadata, core_services
-from kernel.service import create_service_factory
+from kernel.api import Logger, PluginMetadata, core_services, create_service_factory
 
 
 class LifecycleHooks:

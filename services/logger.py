@@ -1,77 +1,19 @@
-"""The logger service: stdlib logging bound to a plugin, with structured fields and secret redaction.
+"""The ``core.rootLogger`` and ``core.logger`` services: stdlib logging bound to a plugin, with structured fields.
 
-Config: ``backend.logging.level`` (debug|info|warn|warning|error|critical, default: the
-``KERNEL_LOG_LEVEL`` env var, else info), ``backend.logging.plugins.<id>.level``, and
-``backend.logging.format`` (text|json; default json when ``KERNEL_ENV=production``, else text).
-
-Redaction happens in the formatters, so it covers every logger of the process: a field whose
-key looks secret (``services.config.is_secret_key``) is shown as ``<secret>``, and any configured
-secret value (``services.config.secret_values``) is replaced in messages, fields and tracebacks.
+``info("msg", key=value)`` logs to the stdlib logger ``kernel.plugin.<pluginId>`` with the fields
+attached; ``child(**fields)`` binds more. Formatting, levels, redaction of secrets and crash
+handlers belong to the process, not to this service: the kernel sets them up at process start
+(``kernel.logs``), so a package that replaces ``core.logger`` keeps them.
 """
 
 from __future__ import annotations
 
-import faulthandler
-import json
 import logging
-import os
-import re
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
-import msgspec
+from kernel.api import PLUGIN_LOGGER_PREFIX, Logger, PluginMetadata, RootConfig, core_services, create_service_factory
 
-from kernel.config import SECRET, Config, ConfigError, read_section
-from kernel.core_services import Logger, PluginMetadata, RootConfig, core_services
-from kernel.service import create_service_factory
-from services.config import is_secret_key, plugin_secret_paths, secret_values
-
-_LEVELS: Final = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
-PLUGIN_LOGGER_PREFIX: Final = "kernel.plugin."
-
-
-class Redactor:
-    """Replaces known secret values in text and secret-looking keys in fields; cheap when idle."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._re: re.Pattern[str] | None = None
-        self.set_values(values)
-
-    def set_values(self, values: Iterable[str]) -> None:
-        found = sorted({v for v in values if v}, key=len, reverse=True)  # longest first
-        self._re = re.compile("|".join(map(re.escape, found))) if found else None
-
-    def text(self, text: str) -> str:
-        return self._re.sub(SECRET, text) if self._re is not None and text else text
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if value is None or isinstance(value, (bool, int, float)):
-            return value
-        if isinstance(value, Mapping):
-            return self.fields(value)
-        if isinstance(value, (list, tuple)):
-            return [self.value(v) for v in value]
-        return self.text(str(value)) if self._re is not None else value
-
-    def fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: SECRET if is_secret_key(str(k)) else self.value(v) for k, v in fields.items()}
-
-
-REDACTOR: Final = Redactor()
-"""The process's redactor, used by both formatters unless they are given their own."""
+__all__ = ["FACTORIES", "PluginLogger", "plugin_logger"]
 
 
 class PluginLogger:
@@ -105,197 +47,14 @@ class PluginLogger:
         return PluginLogger(self._logger, {**self._fields, **fields})
 
 
-class _Formatter(logging.Formatter):
-    def __init__(self, redactor: Redactor | None = None) -> None:
-        super().__init__()
-        self.redactor = redactor if redactor is not None else REDACTOR
-
-    def _parts(self, record: logging.LogRecord) -> tuple[str, dict[str, Any], str | None]:
-        r = self.redactor
-        fields = r.fields(getattr(record, "fields", {}))
-        stack = r.text(self.formatException(record.exc_info)) if record.exc_info else None
-        return r.text(record.getMessage()), fields, stack
-
-
-class TextFormatter(_Formatter):
-    """``time level [plugin pid] message key=value`` for development."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message, fields, stack = self._parts(record)
-        plugin = fields.pop("plugin", record.name)
-        when = time.strftime("%H:%M:%S", time.localtime(record.created))
-        line = f"{when} {record.levelname:<7} [{plugin} {record.process}] {message}"
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        if extra:
-            line += " " + extra
-        if stack:
-            line += "\n" + stack
-        return line
-
-
-class JsonFormatter(_Formatter):
-    """One JSON object per line for production."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message, fields, stack = self._parts(record)
-        out: dict[str, Any] = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": message,
-        }
-        out.update(fields)
-        if stack:
-            out["stack"] = stack
-        return json.dumps(out, default=str)
-
-
-def default_format() -> str:
-    return "json" if os.environ.get("KERNEL_ENV") == "production" else "text"
-
-
-def configure(level: str = "info", fmt: str | None = None) -> None:
-    """Set up the process's logging: one stderr handler, text or JSON lines (see ``default_format``)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if (fmt or default_format()) == "json" else TextFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
-
-
-# ---------------------------------------------------------------------------- from config
-
-
-class PluginLogging(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    level: str | None = None
-
-
-class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """``backend.logging``."""
-
-    level: str | None = None
-    format: str | None = None
-    plugins: dict[str, PluginLogging] = {}
-
-
-def _check_level(key: str, level: str | None) -> None:
-    if level is not None and level.lower() not in _LEVELS:
-        raise ConfigError(f"Invalid config: {key} must be one of {', '.join(_LEVELS)}, got '{level}'")
-
-
-def read_logging_settings(config: RootConfig | Config) -> LoggingSettings:
-    """``backend.logging``, validated; a mistake is a ``ConfigError`` naming the key."""
-    s = read_section(config, "backend.logging", LoggingSettings)
-    _check_level("backend.logging.level", s.level)
-    for pid, own in s.plugins.items():
-        _check_level(f"backend.logging.plugins.{pid}.level", own.level)
-    if s.format is not None and s.format not in ("text", "json"):
-        raise ConfigError(f"Invalid config: backend.logging.format must be text or json, got '{s.format}'")
-    return s
-
-
-_configured_plugins: set[str] = set()
-_schemas: dict[str, Any] = {}  # every schema configure_from_config was given, for secret paths
-_unsubscribe: Callable[[], None] | None = None
-
-
-def apply_settings(settings: LoggingSettings, secrets: Iterable[str] = ()) -> None:
-    """Apply levels, format and secret values to this process's logging."""
-    root = logging.getLogger()
-    if settings.level is not None:
-        root.setLevel(_LEVELS[settings.level.lower()])
-    if settings.format is not None:
-        formatter = JsonFormatter() if settings.format == "json" else TextFormatter()
-        for handler in root.handlers:
-            handler.setFormatter(formatter)
-    for pid in _configured_plugins - set(settings.plugins):
-        logging.getLogger(PLUGIN_LOGGER_PREFIX + pid).setLevel(logging.NOTSET)
-    for pid, own in settings.plugins.items():
-        level = _LEVELS[own.level.lower()] if own.level else logging.NOTSET
-        logging.getLogger(PLUGIN_LOGGER_PREFIX + pid).setLevel(level)
-    _configured_plugins.clear()
-    _configured_plugins.update(settings.plugins)
-    REDACTOR.set_values(secrets)
-
-
-def configure_from_config(config: RootConfig | Config, schemas: Mapping[str, Any] | None = None) -> None:
-    """Apply ``backend.logging`` and the config's secrets (``schemas``: plugin id → config schema).
-
-    Call after ``configure``. Schemas given once are remembered for later calls. When ``config``
-    has ``subscribe`` (a ``ReloadingConfig``), reloads re-apply it; a mistaken reloaded
-    ``backend.logging`` is ignored.
-    """
-    global _unsubscribe
-    _schemas.update(schemas or {})
-    paths = plugin_secret_paths(_schemas)
-
-    def apply(cfg: RootConfig | Config) -> None:
-        apply_settings(read_logging_settings(cfg), secret_values(cfg.get(), paths))
-
-    apply(config)
-    subscribe: Callable[[Callable[[Config], None]], Callable[[], None]] | None
-    subscribe = getattr(config, "subscribe", None)
-    if subscribe is not None:
-        if _unsubscribe is not None:
-            _unsubscribe()
-
-        def on_change(new: Config) -> None:
-            try:
-                apply(new)
-            except ConfigError as exc:
-                logging.getLogger("kernel").warning("logging config not reloaded: %s", exc)
-
-        _unsubscribe = subscribe(on_change)
-
-
-# ---------------------------------------------------------------------------- crashes
-
-
-def install_crash_handlers(name: str) -> None:
-    """Never lose a traceback: uncaught exceptions are logged (tagged ``name``), and a fatal signal
-    (segfault, abort) dumps every thread's stack to stderr via ``faulthandler``."""
-    faulthandler.enable(sys.stderr, all_threads=True)
-    logger = logging.getLogger(PLUGIN_LOGGER_PREFIX + name)
-
-    def log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None, where: str = "") -> None:
-        if issubclass(kind, KeyboardInterrupt):
-            sys.__excepthook__(kind, exc, tb)
-            return
-        try:
-            logger.critical(
-                "uncaught exception%s: %s: %s",
-                where,
-                kind.__name__,
-                exc,
-                exc_info=(kind, exc, tb),
-                extra={"fields": {"plugin": name}},
-            )
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-        except Exception:  # logging itself broken: fall back to the raw traceback
-            sys.__excepthook__(kind, exc, tb)
-
-    def thread_hook(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None:
-            thread = args.thread.name if args.thread is not None else "?"
-            log_uncaught(args.exc_type, args.exc_value, args.exc_traceback, f" in thread {thread}")
-
-    sys.excepthook = log_uncaught
-    threading.excepthook = thread_hook
-
-
-# ---------------------------------------------------------------------------- factories
-
-
 def plugin_logger(plugin_id: str) -> PluginLogger:
     return PluginLogger(logging.getLogger(PLUGIN_LOGGER_PREFIX + plugin_id), {"plugin": plugin_id})
 
 
 @create_service_factory(core_services.root_logger, {"config": core_services.root_config})
 def _root_logger(config: RootConfig) -> Logger:
-    """Like Backstage's root logger: levels, format and secret redactions come from the root config."""
-    configure_from_config(config)
+    """The kernel's own logger. Like Backstage's, it depends on the root config (a replacement may read
+    it); levels, format and secret redaction were applied from that config at process start."""
     return PluginLogger(logging.getLogger("kernel"), {"plugin": "root"})
 
 
@@ -303,7 +62,7 @@ def _root_logger(config: RootConfig) -> Logger:
     core_services.logger, {"meta": core_services.plugin_metadata, "root": core_services.root_logger}
 )
 def _logger(meta: PluginMetadata, root: Logger) -> Logger:
-    return plugin_logger(meta.plugin_id)  # ``root`` first: the process's logging is configured
+    return plugin_logger(meta.plugin_id)
 
 
 FACTORIES = [_root_logger, _logger]

@@ -43,19 +43,20 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kernel.core_services import (
+from kernel.api import (
+    ConflictError,
     Database,
     DatabaseService,
     HttpRouter,
     Lifecycle,
     Logger,
+    NotFoundError,
     PluginMetadata,
     RootConfig,
     Scheduler,
     core_services,
+    create_service_factory,
 )
-from kernel.errors import ConflictError, NotFoundError
-from kernel.service import create_service_factory
 
 Frequency = str | float | int | timedelta
 Scope = Literal["global", "local"]

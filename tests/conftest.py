@@ -11,6 +11,9 @@ import pytest
 from kernel.testing import KernelProcess, make_package
 from tests import plugins
 
+#: fixture plugin sources: copied into site dirs by make_package, never collected or imported from there
+collect_ignore = ["fixtures"]
+
 TOKEN = "s3cret-token-for-tests"
 RESTRICTED_TOKEN = "restricted-token-for-other-only"
 

@@ -1,4 +1,4 @@
-"""The hooks of kernel/hookspecs.py, each used by a real package in a real kernel, and documented."""
+"""The hooks of kernel/hookspecs.py: each typed, documented, and used by a real package in a real kernel."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
+import yaml
 
 from kernel import hookspecs
-from kernel.testing import KernelProcess, make_package
+from kernel.testing import KernelProcess, make_package, wait_for
 from tests import plugins
-from tests.conftest import base_config
+from tests.conftest import TOKEN, assert_error_shape, base_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,14 +25,28 @@ def _hooks() -> list[str]:
     return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("kernel_")]
 
 
-def test_every_hook_is_typed_and_documented() -> None:
+#: the test that exercises each hook through a real package (a new hook needs one)
+EXERCISED = {
+    "kernel_provide_services": "test_a_package_overrides_a_core_service_provides_its_own_and_adds_routes",
+    "kernel_register_routes": "test_a_package_overrides_a_core_service_provides_its_own_and_adds_routes",
+    "kernel_root_routes": "test_a_package_adds_a_root_endpoint_that_asks_the_gateway",
+    "kernel_credential_verifiers": "test_a_package_verifies_its_own_tokens_and_follows_a_reload",
+    "kernel_config_schemas": "test_config_check_validates_the_keys_a_package_declares",
+    "kernel_cli_commands": "test_a_package_adds_a_kernel_subcommand",
+}
+
+
+def test_every_hook_is_typed_documented_and_exercised() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert _hooks() == ["kernel_provide_services", "kernel_register_routes"]
+    assert sorted(EXERCISED) == _hooks()
     for name in _hooks():
         fn = getattr(hookspecs, name)
-        assert fn.__doc__ and fn.__doc__.strip(), name
+        doc = (fn.__doc__ or "").strip()
+        assert doc and "\n" not in doc, f"{name} needs a one-line docstring"
         assert "return" in fn.__annotations__, name
+        assert set(inspect.signature(fn).parameters) <= set(fn.__annotations__), f"{name} has untyped parameters"
         assert f"`{name}(" in readme, f"{name} is not in the README"
+        assert callable(globals().get(EXERCISED[name])), f"{name}: no test {EXERCISED[name]}"
 
 
 def test_a_package_overrides_a_core_service_provides_its_own_and_adds_routes(site: Path, tmp_path: Path) -> None:
@@ -49,13 +66,82 @@ def test_a_cycle_between_services_stops_startup(tmp_path: Path) -> None:
     make_package(tmp_path, "loop-services", {"loop_services": plugins.CYCLE}, {"loop": "loop_services"})
     cfg = tmp_path / "c.yaml"
     cfg.write_text("backend: {listen: {port: 0}}\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kernel.cli", "serve", "--config", str(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = _kernel(["serve", "--config", str(cfg)], [tmp_path])
     assert proc.returncode == 1
     assert "circular service dependency: loop.a -> loop.b -> loop.a" in proc.stderr
+
+
+# -- the gateway's hooks: one kernel with the acme-edge package ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def edge_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("edge")
+    make_package(root, "acme-edge", {"acme_edge": plugins.EDGE}, {"acme-edge": "acme_edge"})
+    return root
+
+
+@pytest.fixture
+def edge_kernel(site: Path, edge_site: Path) -> Iterator[KernelProcess]:
+    config = base_config()
+    config["backend"]["config"] = {"reload": {"enabled": True, "pollSeconds": 0.1}}
+    config["acme"] = {"region": "eu", "token_prefix": "acme-"}
+    k = KernelProcess(config, paths=[site, edge_site]).start()
+    yield k
+    k.stop()
+
+
+def test_a_package_adds_a_root_endpoint_that_asks_the_gateway(edge_kernel: KernelProcess) -> None:
+    with httpx.Client(base_url=edge_kernel.url) as c:
+        assert_error_shape(c.get("/.acme/status"), 401, "AuthenticationError")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        got = c.get("/.acme/status", headers=auth).json()
+        installed = sorted(p["id"] for p in c.get("/.kernel/instance/v1/plugins", headers=auth).json()["plugins"])
+        assert {"echo", "other"} <= set(installed)
+        assert got == {"ready": True, "plugins": installed, "caller": "external:ci-bot"}
+        # the kernel's own root routes come through the same hook, beside the package's
+        assert c.get("/.kernel/health/v1/readiness").json() == {"status": "ok"}
+        assert_error_shape(c.get("/.acme/nothing-here"), 404, "NotFoundError")
+
+
+def test_a_package_verifies_its_own_tokens_and_follows_a_reload(edge_kernel: KernelProcess) -> None:
+    def whoami(token: str) -> httpx.Response:
+        with httpx.Client(base_url=edge_kernel.url) as c:
+            return c.get("/api/echo/private/whoami", headers={"Authorization": f"Bearer {token}"})
+
+    assert whoami("acme-bob").json() == {"type": "service", "subject": "external:acme:bob"}
+    assert whoami(TOKEN).json()["subject"] == "external:ci-bot"  # the built-in verifier still answers
+    assert_error_shape(whoami("zeta-bob"), 401, "AuthenticationError")
+
+    config = yaml.safe_load(edge_kernel.config_path.read_text())
+    config["acme"]["token_prefix"] = "zeta-"
+    edge_kernel.config_path.write_text(yaml.safe_dump(config))
+    wait_for(lambda: whoami("zeta-bob").status_code == 200, 10, "the verifier was not rebuilt after the reload")
+    assert whoami("zeta-bob").json()["subject"] == "external:acme:bob"
+    assert whoami("acme-bob").status_code == 401
+
+
+def _kernel(args: list[str], paths: list[Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    return subprocess.run(
+        [sys.executable, "-m", "kernel.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_config_check_validates_the_keys_a_package_declares(edge_site: Path, tmp_path: Path) -> None:
+    good, bad, absent = (tmp_path / name for name in ("good.yaml", "bad.yaml", "absent.yaml"))
+    good.write_text("acme: {region: eu}\n")
+    bad.write_text("acme: {region: [1, 2], colour: red}\n")
+    absent.write_text("app: {title: x}\n")
+    assert _kernel(["config", "check", "--config", str(good)], [edge_site]).returncode == 0
+    assert _kernel(["config", "check", "--config", str(absent)], [edge_site]).returncode == 0  # nothing to check
+    proc = _kernel(["config", "check", "--config", str(bad)], [edge_site])
+    assert proc.returncode == 1
+    assert "Invalid config under 'acme'" in proc.stderr and "acme.region" in proc.stderr, proc.stderr
+
+
+def test_a_package_adds_a_kernel_subcommand(edge_site: Path) -> None:
+    proc = _kernel(["acme", "hello"], [edge_site])
+    assert (proc.returncode, proc.stdout) == (7, "acme says hello\n")
+    listed = _kernel(["--help"], [edge_site]).stdout
+    assert all(name in listed for name in ("serve", "plugins", "config", "acme"))

@@ -1,45 +1,61 @@
-"""``python -m kernel.gateway``: one gateway process, started by the supervisor."""
+"""``python -m kernel.gateway``: one gateway process, started by the supervisor; composes the gateway.
+
+The spec on stdin (``kernel.launch.GatewaySpec``) carries the settings and the
+config the supervisor loaded; later configs arrive as ``ConfigUpdate`` on the
+control link. Credential verifiers and root routes come from the hooks of the
+built-in and installed providers; verifiers are rebuilt after each reload.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
 import sys
-from typing import Any
+from collections.abc import Sequence
+from functools import partial
 
-import msgspec
+import pluggy
 
-from kernel.procutil import die_with_parent, install_event_loop_policy
+from kernel.config import Config, ConfigError, LiveConfig
+from kernel.gateway.app import GatewayState, build_app
+from kernel.gateway.auth import Authenticator
+from kernel.gateway.routing import ApiDispatcher
+from kernel.gateway.servers import SERVERS
+from kernel.gateway.workers import WorkerPool
+from kernel.hooktypes import CredentialVerifier
+from kernel.launch import GatewaySpec, apply_config_update, start_child
+from kernel.logs import configure_from_config
+from kernel.registry import load_registry
+
+log = logging.getLogger("kernel.gateway")
 
 
-class GatewaySpec(msgspec.Struct, frozen=True):
-    index: int
-    fd: int
-    endpoint: str
-    control: str
-    config_paths: list[str]
-    server: str = "hypercorn"
-    mount: str = "/api"
-    timeout: float = 30.0
-    max_body: int = 100 * 1024 * 1024
-    dev: bool = False
+def _verifiers(hooks: pluggy.HookRelay, config: Config) -> list[CredentialVerifier]:
+    results: list[Sequence[CredentialVerifier]] = hooks.kernel_credential_verifiers(config=config)
+    return [v for found in reversed(results) for v in found]  # registration order
 
 
 async def serve(spec: GatewaySpec) -> int:
-    from kernel.config import load_config
-    from kernel.gateway.app import build_app
-    from kernel.gateway.auth import Authenticator, static_tokens_from_config
-    from kernel.gateway.dispatch import ApiDispatcher
-    from kernel.gateway.pool import WorkerPool
-
     loop = asyncio.get_running_loop()
-    config = load_config(spec.config_paths)
-    auth = Authenticator([static_tokens_from_config(config)])
+    config = LiveConfig(Config.from_snapshot(spec.config))
+    configure_from_config(config)
+    registry = load_registry(only=spec.providers, services=False)
+    for failure in registry.failures:
+        log.error("%s: %s", spec.name, failure)
+    assert registry.manager is not None
+    hooks = registry.manager.hook
+    auth = Authenticator(_verifiers(hooks, config.current))
+
+    def reloaded(new: Config) -> None:
+        try:
+            auth.replace_verifiers(_verifiers(hooks, new))
+        except ConfigError as exc:
+            log.error("%s keeps its credentials: %s", spec.name, exc)
+
+    config.subscribe(reloaded)
     stop = asyncio.Event()
-    api: ApiDispatcher
+    draining: list[asyncio.Task[None]] = []
 
     async def drain(grace: float) -> None:
         deadline = loop.time() + grace
@@ -47,61 +63,26 @@ async def serve(spec: GatewaySpec) -> int:
             await asyncio.sleep(0.02)
         stop.set()
 
-    draining: list[asyncio.Task[None]] = []
-
     def on_shutdown(grace: float) -> None:
         if not draining:
             draining.append(loop.create_task(drain(grace)))
 
-    pool = WorkerPool(spec.index, spec.endpoint, spec.control, on_shutdown)
-    api = ApiDispatcher(pool, auth, mount=spec.mount, timeout=spec.timeout, max_body=spec.max_body)
-    app = build_app(pool, api, dev=spec.dev)
-    loop.add_signal_handler(signal.SIGTERM, on_shutdown, 10.0)
+    g = spec.settings.gateway
+    pool = WorkerPool(spec.index, spec.endpoint, spec.control, on_shutdown, partial(apply_config_update, config))
+    api = ApiDispatcher(pool, auth, mount=g.mount, timeout=g.request_timeout, max_body=g.max_request_body_size)
+    results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
+    app = build_app(api, [route for routes in reversed(results) for route in routes], dev=spec.dev)
+    loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)
     pool.start()
     try:
-        if spec.server == "uvicorn":
-            await _uvicorn(app, spec, stop)
-        else:
-            await _hypercorn(app, spec, stop)
+        await SERVERS[g.server](app, spec.fd, stop)
     finally:
         pool.close()
     return 0
 
 
-async def _hypercorn(app: Any, spec: GatewaySpec, stop: asyncio.Event) -> None:
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"fd://{spec.fd}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("kernel.gateway.http")
-    config.graceful_timeout = 1.0
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
-
-
-async def _uvicorn(app: Any, spec: GatewaySpec, stop: asyncio.Event) -> None:
-    import uvicorn
-
-    config = uvicorn.Config(app, http="httptools", lifespan="off", access_log=False, log_level="warning")
-    server = uvicorn.Server(config)
-    # Hand uvicorn the inherited listener as a TCP socket: with ``fd=`` it treats it as a unix
-    # socket and never sets TCP_NODELAY (Nagle + delayed ACK: ~44 ms per request).
-    listener = socket.socket(fileno=spec.fd)
-    task = asyncio.get_running_loop().create_task(server._serve(sockets=[listener]))  # no signal handlers
-    await stop.wait()
-    server.should_exit = True
-    await task
-
-
 def run() -> int:
-    die_with_parent(int(os.environ["KERNEL_PARENT_PID"]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    from services.logger import configure
-
-    spec = msgspec.json.decode(os.environ["KERNEL_GATEWAY_SPEC"], type=GatewaySpec)
-    configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
-    install_event_loop_policy()
+    spec = start_child(GatewaySpec)
     return asyncio.run(serve(spec))
 
 

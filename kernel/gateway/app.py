@@ -1,59 +1,45 @@
-"""Assembling the gateway's ASGI app: error handling outermost, then root endpoints and the API."""
+"""Assembling the gateway's ASGI app: error handling outermost, then the plugin mount and the root.
+
+Everything under the mount goes to the ``ApiDispatcher``; everything else to a
+router of the routes installed packages add through ``kernel_root_routes``
+(the kernel's health endpoints among them).
+"""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, Router
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kernel import __version__
 from kernel.errors import NotFoundError
-from kernel.gateway.auth import Authenticator
-from kernel.gateway.dispatch import ApiDispatcher
 from kernel.gateway.middleware.errors import ErrorMiddleware
-from kernel.gateway.pool import WorkerPool
+from kernel.gateway.routing import ApiDispatcher
+from kernel.gateway.workers import WorkerPool
+from kernel.hooktypes import Headers
+from kernel.protocol import PluginState, Principal
 
-HEALTH = "/.kernel/health/v1"
-INSTANCE = "/.kernel/instance/v1/plugins"
+
+class GatewayState:
+    """The ``GatewayView`` root endpoints get: this gateway's readiness, plugins and credential check."""
+
+    def __init__(self, pool: WorkerPool, api: ApiDispatcher) -> None:
+        self._pool = pool
+        self._api = api
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        return self._pool.readiness()
+
+    def plugin_states(self) -> Sequence[PluginState]:
+        return list(self._pool.states.values())
+
+    def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
+        return self._api.auth.authenticate(plugin_id, [], "/", headers)
 
 
-def root_app(pool: WorkerPool, auth: Authenticator) -> Router:
-    """Endpoints outside the plugin mount: liveness, readiness, instance metadata."""
-
-    async def liveness(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readiness(request: Request) -> JSONResponse:
-        ready, body = pool.readiness()
-        return JSONResponse(body, status_code=200 if ready else 503)
-
-    async def instance(request: Request) -> JSONResponse:
-        auth.authenticate("", [], request.url.path, request.scope["headers"])  # 401 without credentials
-        plugins = [
-            {
-                "id": p.id,
-                "distribution": p.distribution,
-                "version": p.version,
-                "state": p.state,
-                "reason": p.reason,
-                "workers": p.worker_states,
-            }
-            for p in sorted(pool.states.values(), key=lambda p: p.id)
-        ]
-        return JSONResponse({"kernel": {"version": __version__}, "plugins": plugins})
-
-    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotFoundError(f"No route for {scope['method']} {scope['path']}")
-
-    return Router(
-        routes=[
-            Route(f"{HEALTH}/liveness", liveness),
-            Route(f"{HEALTH}/readiness", readiness),
-            Route(INSTANCE, instance),
-        ],
-        default=not_found,
-    )
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    raise NotFoundError(f"No route for {scope['method']} {scope['path']}")
 
 
 class Gateway:
@@ -71,5 +57,5 @@ class Gateway:
             await self.root(scope, receive, send)
 
 
-def build_app(pool: WorkerPool, api: ApiDispatcher, *, dev: bool) -> ASGIApp:
-    return ErrorMiddleware(Gateway(api, root_app(pool, api.auth)), dev=dev)
+def build_app(api: ApiDispatcher, root_routes: Sequence[BaseRoute], *, dev: bool) -> ASGIApp:
+    return ErrorMiddleware(Gateway(api, Router(routes=list(root_routes), default=_not_found)), dev=dev)

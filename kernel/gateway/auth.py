@@ -1,84 +1,19 @@
 """Credentials checked in the gateway, before anything reaches plugin code.
 
-``CredentialVerifier`` is the seam for the token system: today static
-external-access tokens; plugin-to-plugin JWTs and JWKS entries plug in beside it.
+The verifiers come from the ``kernel_credential_verifiers`` hook (static
+external-access tokens are ``kernel.gateway.static_tokens``; the token system
+plugs in the same way) and are replaced after every config reload.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
-from kernel.config import Config, ConfigError
 from kernel.errors import AuthenticationError, NotAllowedError
+from kernel.hooktypes import CredentialVerifier
 from kernel.protocol import NO_PRINCIPAL, AuthPolicy, Principal
 
 USER_COOKIE = "kernel-user-token"
-
-
-class CredentialVerifier(Protocol):
-    """Turns a presented token into a principal, or ``None`` if it is not one of its tokens.
-
-    ``cacheable``: a verified token stays valid for the life of the process (static
-    tokens); expiring tokens (JWTs) must say ``False`` or cache with their expiry.
-    """
-
-    cacheable: bool
-
-    def verify(self, token: str) -> Principal | None: ...
-
-
-class StaticTokens:
-    """``backend.auth.externalAccess`` entries of type ``static``.
-
-    Lookup is by SHA-256 of the presented token (no secret-dependent early
-    exit), then confirmed with ``hmac.compare_digest``.
-    """
-
-    cacheable = True
-
-    def __init__(self, entries: Iterable[tuple[str, Principal]]) -> None:
-        self._by_digest: dict[bytes, tuple[str, Principal]] = {}
-        for token, principal in entries:
-            self._by_digest[hashlib.sha256(token.encode()).digest()] = (token, principal)
-
-    def verify(self, token: str) -> Principal | None:
-        hit = self._by_digest.get(hashlib.sha256(token.encode()).digest())
-        if hit is None or not hmac.compare_digest(hit[0].encode(), token.encode()):
-            return None
-        return hit[1]
-
-
-def static_tokens_from_config(config: Config) -> StaticTokens:
-    entries: list[tuple[str, Principal]] = []
-    access = config.get_optional("backend.auth.externalAccess") or []
-    if not isinstance(access, list):
-        raise ConfigError("Invalid config: backend.auth.externalAccess must be a list")
-    for i, raw in enumerate(access):
-        where = f"backend.auth.externalAccess[{i}]"
-        if not isinstance(raw, dict) or "type" not in raw:
-            raise ConfigError(f"Invalid config: {where} must be an object with a 'type'")
-        if raw["type"] != "static":
-            continue  # other types (jwks, legacy) belong to the token system
-        options = raw.get("options") or {}
-        token, subject = options.get("token"), options.get("subject")
-        if not isinstance(token, str) or len(token) < 8:
-            raise ConfigError(f"Invalid config: {where}.options.token must be a string of 8+ characters")
-        if not isinstance(subject, str) or not subject:
-            raise ConfigError(f"Invalid config: {where}.options.subject must be a non-empty string")
-        restrictions = _restrictions(raw.get("accessRestrictions"), where)
-        entries.append((token, Principal("service", f"external:{subject}", restrictions)))
-    return StaticTokens(entries)
-
-
-def _restrictions(raw: Any, where: str) -> list[str] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or not all(isinstance(r, dict) and isinstance(r.get("plugin"), str) for r in raw):
-        raise ConfigError(f"Invalid config: {where}.accessRestrictions must be a list of {{plugin: <id>}}")
-    return [r["plugin"] for r in raw]
 
 
 def policy_for(policies: Sequence[AuthPolicy], path: str) -> str | None:
@@ -114,6 +49,11 @@ class Authenticator:
         #: tokens verified before; only successes are kept, so guessing cannot grow it
         self._verified: dict[str, Principal] = {}
         self._cache_size = cache_size
+
+    def replace_verifiers(self, verifiers: Sequence[CredentialVerifier]) -> None:
+        """Use ``verifiers`` from now on (after a config reload); tokens verified before are forgotten."""
+        self._verifiers = list(verifiers)
+        self._verified = {}
 
     def authenticate(
         self, plugin_id: str, policies: Sequence[AuthPolicy], path: str, headers: Sequence[tuple[bytes, bytes]]

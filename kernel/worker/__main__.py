@@ -1,34 +1,37 @@
-"""``python -m kernel.worker``: started by the supervisor, never by hand; composes runtime and services."""
+"""``python -m kernel.worker``: started by the supervisor, never by hand; composes one plugin's worker.
+
+Boot (``boot``: the plugin, its services, its init), then serve (``connection``:
+the links to gateways and supervisor; ``dispatch``: the requests). The root
+config is the one the supervisor loaded; a changed one arrives as a
+``ConfigUpdate`` and reaches the plugin's ``subscribe`` callbacks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sys
+from functools import partial
 
-import msgspec
+import zmq
 
+from kernel.config import Config, LiveConfig, validate_plugin_config
 from kernel.core_services import RootConfig
+from kernel.errors import BootError
+from kernel.launch import WorkerSpec, apply_config_update, start_child
+from kernel.logs import configure_from_config
 from kernel.plugin import BackendPlugin
-from kernel.procutil import die_with_parent, install_event_loop_policy
-from kernel.worker.runtime import BootError, WorkerSpec, main
-from services.config import ReloadingConfig, validate_plugin_config
-from services.logger import configure, configure_from_config, install_crash_handlers
+from kernel.worker.boot import boot
+from kernel.worker.connection import WorkerConnection
+from kernel.worker.dispatch import Dispatcher
 
 log = logging.getLogger("kernel.worker")
 
 
 def run() -> int:
-    die_with_parent(int(os.environ["KERNEL_PARENT_PID"]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    spec = msgspec.json.decode(os.environ["KERNEL_WORKER_SPEC"], type=WorkerSpec)
-    configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
-    install_crash_handlers(spec.plugin_id)
-    install_event_loop_policy()
+    spec = start_child(WorkerSpec)
     try:
-        return asyncio.run(_serve(spec))
+        return asyncio.run(serve(spec))
     except BootError as exc:
         log.error("plugin '%s' failed to start: %s", spec.plugin_id, exc, extra={"fields": {"plugin": spec.plugin_id}})
         return 3
@@ -37,9 +40,9 @@ def run() -> int:
         return 3
 
 
-async def _serve(spec: WorkerSpec) -> int:
-    """Compose the worker: a reloading config, logging and secrets from it, then the runtime."""
-    config = ReloadingConfig(spec.config_paths)
+async def serve(spec: WorkerSpec) -> int:
+    """Boot the plugin on the supervisor's config, then serve until told to stop."""
+    config = LiveConfig(Config.from_snapshot(spec.config))
 
     def prepare(cfg: RootConfig, plugin: BackendPlugin) -> list[str]:
         configure_from_config(cfg, {plugin.id: plugin.config_schema})
@@ -47,11 +50,28 @@ async def _serve(spec: WorkerSpec) -> int:
             return []
         return validate_plugin_config(cfg, plugin.id, plugin.config_schema)
 
-    await config.start()
+    plugin = await boot(spec.plugin_id, spec.entry_points, config, prepare)
+    root_path = f"{spec.settings.gateway.mount.rstrip('/')}/{spec.plugin_id}"
+    dispatcher = Dispatcher(plugin.app, spec.plugin_id, root_path, dev=spec.dev)
+    link = WorkerConnection(
+        spec,
+        dispatcher,
+        policies=plugin.router.policies,
+        on_config=partial(apply_config_update, config),
+        health=plugin.health(),
+    )
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    link.connect(ctx)
     try:
-        return await main(spec, config, prepare)
+        if not await link.serve():
+            return 1
+        await dispatcher.drain(spec.settings.workers.shutdown_grace)
+        await plugin.lifecycle("before_shutdown")
+        await plugin.lifecycle("shutdown")
+        return 0
     finally:
-        await config.stop()
+        link.close()
+        ctx.term()
 
 
 if __name__ == "__main__":

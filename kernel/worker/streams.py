@@ -12,12 +12,11 @@ from starlette.exceptions import HTTPException
 from kernel import errors
 from kernel.flow import Acker, CreditWindow
 from kernel.protocol import Credit, Error, RequestHead, ResponseBody, ResponseHead, encode
-from kernel.zmqio import ZERO_COPY
 
 CHUNK = 256 * 1024  # largest body chunk put on the wire; smaller writes are coalesced up to it
 
-#: sends one message (a list of frames); ``copy=False`` for large buffers
-Send = Callable[..., None]
+#: sends one encoded message, and a body message's bytes, to the gateway (``Channel.send``)
+Send = Callable[[bytes, "bytes | memoryview | None"], None]
 
 _DISCONNECT = {"type": "http.disconnect"}
 
@@ -120,7 +119,7 @@ class Stream:
         data, more = self._body.popleft()
         credit = self._acker.consumed(more)
         if credit:
-            self._send([encode(Credit(self.id, credit))])
+            self._send(encode(Credit(self.id, credit)), None)
         return {"type": "http.request", "body": data, "more_body": more}
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -137,9 +136,9 @@ class Stream:
             self.started = True
             if len(body) <= CHUNK:
                 self.finished = not more
-                self._send([encode(ResponseHead(self.id, self.status, self._start_headers, body, more))])
+                self._send(encode(ResponseHead(self.id, self.status, self._start_headers, body, more)), None)
                 return
-            self._send([encode(ResponseHead(self.id, self.status, self._start_headers, b"", True))])
+            self._send(encode(ResponseHead(self.id, self.status, self._start_headers, b"", True)), None)
         if more and len(body) < CHUNK:
             # coalesce small writes; they go out when CHUNK fills, the handler pauses, or it ends
             self._pending.append(body)
@@ -164,14 +163,14 @@ class Stream:
         if not self.started:
             self.started = self.finished = True
             headers = [(b"content-type", b"application/json")]
-            self._send([encode(ResponseHead(self.id, status, headers, body, False))])
+            self._send(encode(ResponseHead(self.id, status, headers, body, False)), None)
         elif not self.finished:
             self.finished = True
-            self._send([encode(Error(self.id, type(exc).__name__, str(exc)))])
+            self._send(encode(Error(self.id, type(exc).__name__, str(exc))), None)
 
     def _put(self, data: bytes | memoryview, more: bool) -> None:
         """Send a body chunk; the caller has spent its credit."""
-        self._send([encode(ResponseBody(self.id, more)), data], copy=len(data) < ZERO_COPY)
+        self._send(encode(ResponseBody(self.id, more)), data)
 
     def _stopped(self) -> BaseException | None:
         return asyncio.CancelledError() if self._disconnected else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import math
 from collections.abc import AsyncIterator
@@ -12,11 +11,15 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from kernel.testing import KernelProcess, make_package
+from kernel.testing import KernelProcess, make_package, wait_for, wait_for_async
 from services.cache import CacheStore, MemoryStore, PluginCache, RedisStore, create_cache, create_store
-from tests.services.conftest import REDIS_PREFIX, REDIS_URL, config_of, kernel_config, wait_for
+from tests import plugins
+from tests.services.conftest import REDIS_PREFIX, REDIS_URL, config_of, kernel_config
 
 pytestmark = pytest.mark.usefixtures("engines_cleanup")
+
+#: short enough to wait out, long enough that a read right after the write comes before it
+TTL = 0.5
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -39,26 +42,34 @@ async def test_set_get_delete_round_trip(store: CacheStore) -> None:
     await cache.delete("doc")  # deleting a missing key is fine
 
 
+async def _gone(*entries: tuple[PluginCache, str]) -> bool:
+    """Whether every (cache, key) has no value now."""
+    for cache, key in entries:
+        if await cache.get(key) is not None:
+            return False
+    return True
+
+
 async def test_ttl_expiry(store: CacheStore) -> None:
     cache = PluginCache(store, "alpha")
-    await cache.set("short", 1, ttl=0.15)
     await cache.set("long", 2, ttl=30)
     await cache.set("forever", 3)
-    assert await cache.get("short") == 1
-    await asyncio.sleep(0.3)
+    await cache.set("short", 1, ttl=TTL)
+    assert await cache.get("short") == 1  # there before its ttl
+    await wait_for_async(lambda: _gone((cache, "short")), 10, "'short' outlived its ttl")
     assert await cache.get("short") is None
     assert await cache.get("long") == 2
     assert await cache.get("forever") == 3
 
 
 async def test_default_ttl_from_with_options_and_config(store: CacheStore) -> None:
-    short = PluginCache(store, "alpha").with_options(default_ttl=0.15)
-    await short.set("a", "x")
+    short = PluginCache(store, "alpha").with_options(default_ttl=TTL)
     await short.set("b", "y", ttl=30)  # an explicit ttl wins
-    configured = create_cache(config_of(cache={"defaultTtl": 0.15}), "beta", store)
+    configured = create_cache(config_of(cache={"defaultTtl": TTL}), "beta", store)
+    await short.set("a", "x")
     await configured.set("c", "z")
-    assert await short.get("a") == "x" and await configured.get("c") == "z"
-    await asyncio.sleep(0.3)
+    assert await short.get("a") == "x" and await configured.get("c") == "z"  # there before the default ttl
+    await wait_for_async(lambda: _gone((short, "a"), (configured, "c")), 10, "values outlived the default ttl")
     assert await short.get("a") is None
     assert await configured.get("c") is None
     assert await short.get("b") == "y"
@@ -114,31 +125,14 @@ def test_unknown_store_is_an_error() -> None:
 
 # ----------------------------------------------------------------------------- in real workers
 
-SHARED = """
-import asyncio, os
-from starlette.responses import JSONResponse
-from kernel.api import core_services, create_plugin
-
-plugin = create_plugin("shared")
-
-@plugin.init(router=core_services.http_router, cache=core_services.cache)
-async def init(router, cache):
-    async def put(request):
-        await cache.set(request.query_params["k"], {"v": request.query_params["v"]}, ttl=60)
-        return JSONResponse({"pid": os.getpid()})
-
-    async def get(request):
-        await asyncio.sleep(0.2)  # keep this worker busy so the next request goes to the other
-        return JSONResponse({"pid": os.getpid(), "value": await cache.get(request.query_params["k"])})
-
-    router.add_route("/put", put, methods=["POST"])
-    router.add_route("/get", get, methods=["GET"])
-    router.add_auth_policy("/", allow="unauthenticated")
-"""
-
 
 def test_redis_cache_is_shared_by_two_replicas(tmp_path: Path) -> None:
-    make_package(tmp_path, "kernel-test-shared", {"test_shared_cache": SHARED}, {"shared": "test_shared_cache:plugin"})
+    make_package(
+        tmp_path,
+        "kernel-test-shared",
+        {"test_shared_cache": plugins.SHARED_CACHE},
+        {"shared": "test_shared_cache:plugin"},
+    )
     config = kernel_config(
         cache={"store": "redis", "connection": REDIS_URL, "keyPrefix": REDIS_PREFIX},
         workers={"replicas": 2, "heartbeatInterval": 0.2, "heartbeatTimeout": 3},
@@ -153,5 +147,5 @@ def test_redis_cache_is_shared_by_two_replicas(tmp_path: Path) -> None:
             pids = {a.json()["pid"] for a in answers}
             return pids if setter not in pids or len(pids) > 1 else set()
 
-        pids = wait_for(readers, timeout=10)
+        pids = wait_for(readers, 10, "no other worker read the value", ignore=(httpx.HTTPError, OSError))
         assert pids - {setter}, "a worker other than the setter must have read the value"

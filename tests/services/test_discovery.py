@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from kernel.config import Config, ConfigError
-from services.config import ReloadingConfig
+from kernel.config import Config, ConfigError, ReloadingConfig
 from services.discovery import FACTORIES, HostDiscovery, _LiveDiscovery, read_discovery_endpoints
 
 

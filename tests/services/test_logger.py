@@ -1,72 +1,29 @@
-"""services.logger: formatters, child fields, levels and format from config, redaction, crashes."""
+"""services.logger: the core.logger service (structured fields, child loggers) and its logs in a real kernel."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from kernel.config import SECRET, Config, ConfigError
+from kernel.config import SECRET, Config
+from kernel.logs import JsonFormatter, configure, configure_from_config
 from kernel.testing import KernelProcess, make_package
 from services import logger as mod
-from services.config import ReloadingConfig, Secret
-from services.logger import (
-    REDACTOR,
-    JsonFormatter,
-    PluginLogger,
-    Redactor,
-    TextFormatter,
-    configure,
-    configure_from_config,
-    default_format,
-    plugin_logger,
-    read_logging_settings,
-)
+from tests.logs_support import capture, restored_logging
 
 
 @pytest.fixture(autouse=True)
 def clean_logging() -> Iterator[None]:
     """Each test gets the process's logging back as it was."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name in list(logging.Logger.manager.loggerDict):
-        if name.startswith(mod.PLUGIN_LOGGER_PREFIX):
-            logging.getLogger(name).setLevel(logging.NOTSET)
-    REDACTOR.set_values(())
-    mod._schemas.clear()
-    if mod._unsubscribe is not None:
-        mod._unsubscribe()
-        mod._unsubscribe = None
-
-
-def capture(formatter: logging.Formatter, logger_name: str = "kernel.plugin.demo") -> tuple[io.StringIO, PluginLogger]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG)
-    return stream, PluginLogger(logging.getLogger(logger_name), {"plugin": "demo"})
-
-
-def test_text_lines_carry_plugin_pid_and_fields() -> None:
-    out, log = capture(TextFormatter())
-    log.child(request="r1").info("hello %s", color="blue")
-    line = out.getvalue().strip()
-    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    \[demo \d+\] hello %s request=r1 color=blue", line), line
+    with restored_logging():
+        yield
 
 
 def test_json_lines_and_child_fields_override() -> None:
@@ -88,140 +45,15 @@ def test_exception_adds_the_traceback() -> None:
     assert rec["level"] == "error" and "ValueError: bad value" in rec["stack"]
 
 
-def test_redaction_of_secret_keys_and_secret_values() -> None:
-    REDACTOR.set_values(["hunter2-pw", "tok-abcdef"])
-    out, log = capture(JsonFormatter())
-    log.info(
-        "login with hunter2-pw",
-        apiToken="anything",
-        note="header tok-abcdef here",
-        nested={"password": "x", "ok": "tok-abcdef"},
-        items=["hunter2-pw", 3],
-    )
-    rec = json.loads(out.getvalue())
-    assert rec["message"] == f"login with {SECRET}"
-    assert rec["apiToken"] == SECRET and rec["note"] == f"header {SECRET} here"
-    assert rec["nested"] == {"password": SECRET, "ok": SECRET} and rec["items"] == [SECRET, 3]
-    assert "hunter2" not in out.getvalue() and "tok-abcdef" not in out.getvalue()
-
-
-def test_redaction_reaches_tracebacks_and_other_loggers() -> None:
-    REDACTOR.set_values(["s3cr3t-value"])
-    out, _ = capture(TextFormatter())
-    try:
-        raise RuntimeError("connect failed with s3cr3t-value")
-    except RuntimeError:
-        logging.getLogger("some.library").exception("oops %s", "s3cr3t-value")
-    assert "s3cr3t-value" not in out.getvalue() and out.getvalue().count(SECRET) == 3  # message, source line, error
-
-
-def test_redactor_prefers_longest_match_and_is_a_no_op_when_empty() -> None:
-    r = Redactor(["abcd", "abcdefgh"])
-    assert r.text("xx abcdefgh yy abcd") == f"xx {SECRET} yy {SECRET}"
-    assert Redactor().text("abcd") == "abcd"
-
-
-def test_default_format_depends_on_kernel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KERNEL_ENV", raising=False)
-    assert default_format() == "text"
-    monkeypatch.setenv("KERNEL_ENV", "production")
-    assert default_format() == "json"
-    configure("debug")
-    assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
-    assert logging.getLogger().level == logging.DEBUG
-
-
-def test_levels_and_format_from_config() -> None:
-    configure("info", "text")
-    config = Config.from_dict(
-        {"backend": {"logging": {"level": "WARN", "format": "json", "plugins": {"chatty": {"level": "debug"}}}}}
-    )
-    configure_from_config(config)
-    root = logging.getLogger()
-    assert root.level == logging.WARNING and isinstance(root.handlers[0].formatter, JsonFormatter)
-    assert plugin_logger("chatty")._logger.isEnabledFor(logging.DEBUG)
-    assert not plugin_logger("quiet")._logger.isEnabledFor(logging.INFO)
-
-
-def test_config_secrets_from_key_names_and_plugin_schemas_are_redacted() -> None:
-    class DemoConfig(msgspec.Struct):
-        client_id: Secret
-
-    config = Config.from_dict(
-        {
-            "backend": {"database": {"connection": {"password": "pg-password-1"}}},
-            "demo": {"client_id": "cid-0987654"},
-        }
-    )
-    configure_from_config(config, {"demo": DemoConfig})
-    out, log = capture(TextFormatter())
-    log.info("pg-password-1 and cid-0987654")
-    assert out.getvalue().count(SECRET) == 2
-    configure_from_config(config)  # schemas given once are remembered
-    assert REDACTOR.text("cid-0987654") == SECRET
-
-
-@pytest.mark.parametrize(
-    ("logging_config", "key"),
-    [
-        ({"level": "loud"}, "backend.logging.level"),
-        ({"format": "xml"}, "backend.logging.format"),
-        ({"plugins": {"x": {"level": "nope"}}}, "backend.logging.plugins.x.level"),
-        ({"levle": "info"}, "backend.logging"),
-    ],
-)
-def test_bad_logging_config_names_the_key(logging_config: dict[str, object], key: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(key)):
-        read_logging_settings(Config.from_dict({"backend": {"logging": logging_config}}))
-
-
-async def test_reloaded_config_reapplies_levels_and_secrets(tmp_path: Path) -> None:
-    path = tmp_path / "app-config.yaml"
-    path.write_text("backend:\n  logging: {level: info}\n")
-    config = ReloadingConfig([path], env={})
-    configure("info", "text")
-    configure_from_config(config)
-    path.write_text("backend:\n  logging: {level: error}\nx: {token: new-token-1}\n")
-    assert await config.reload()
-    assert logging.getLogger().level == logging.ERROR and REDACTOR.text("new-token-1") == SECRET
-    path.write_text("backend:\n  logging: {level: loud}\n")
-    assert await config.reload()  # a bad logging section is ignored, the rest of the config reloads
-    assert logging.getLogger().level == logging.ERROR
-
-
-async def test_root_logger_factory_applies_the_config_and_plugin_logger_depends_on_it() -> None:
+async def test_root_logger_factory_uses_the_logging_the_kernel_configured_and_plugin_logger_depends_on_it() -> None:
     root_factory, plugin_factory = mod.FACTORIES
     assert [r.id for r in root_factory.deps.values()] == ["core.rootConfig"]
     assert {r.id for r in plugin_factory.deps.values()} == {"core.pluginMetadata", "core.rootLogger"}
-    configure("info", "text")
-    await root_factory.create(config=Config.from_dict({"backend": {"logging": {"level": "error"}}}))
+    config = Config.from_dict({"backend": {"logging": {"level": "error"}}})
+    configure("info", "text")  # what every kernel process does at start (kernel.logs), not the service
+    configure_from_config(config)
+    await root_factory.create(config=config)
     assert logging.getLogger().level == logging.ERROR
-
-
-CRASH = """
-import os, sys, threading
-from services.logger import configure, install_crash_handlers
-configure("info", "text")
-install_crash_handlers("crashy")
-t = threading.Thread(target=lambda: 1 / 0, name="worker-thread")
-t.start(); t.join()
-if sys.argv[1] == "segv":
-    import faulthandler; faulthandler._sigsegv()
-raise RuntimeError("uncaught at top level")
-"""
-
-
-@pytest.mark.parametrize("how", ["raise", "segv"])
-def test_crash_handlers_never_lose_a_traceback(how: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", CRASH, how], check=False, capture_output=True, text=True, timeout=30)
-    assert proc.returncode != 0
-    err = proc.stderr
-    assert re.search(r"CRITICAL \[crashy \d+\] uncaught exception in thread worker-thread", err), err
-    assert "ZeroDivisionError" in err
-    if how == "raise":
-        assert "uncaught exception: RuntimeError: uncaught at top level" in err and "Traceback" in err
-    else:
-        assert "Fatal Python error: Segmentation fault" in err and "File " in err
 
 
 # ---------------------------------------------------------------------------- in a real kernel
@@ -237,6 +69,7 @@ def init(logger, config):
     logger.child(step="init").info("hello from logdemo", color="blue", apiToken="field-secret")
     logger.info("db password is " + config.get_string("logdemo.db.password"))
 """
+
 
 CRASHY = """
 from kernel.api import core_services, create_plugin

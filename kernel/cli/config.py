@@ -1,0 +1,108 @@
+"""``kernel config check`` and ``kernel config print``: the merged app-config, validated or shown.
+
+``check`` validates what ``kernel serve`` validates — the kernel's settings
+(``kernel.settings``) and every credential verifier built from the config —
+plus the config keys installed packages declare through ``kernel_config_schemas``
+(``discovery.endpoints`` of the built-in services, for one) and, for every
+installed plugin with a ``config_schema``, the top-level key named after the plugin.
+``print`` shows the merged config (YAML, or ``--json``) with every secret as ``<secret>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import yaml
+
+from kernel.cli.common import add_config_option, config_paths, registry
+from kernel.cli.serve import check_credentials
+from kernel.config import Config, ConfigError, load_config, plugin_secret_paths, redact_secrets, validate_plugin_config
+from kernel.registry import Registry
+from kernel.settings import read_section, read_settings
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """``config check`` and ``config print``."""
+    sub = parser.add_subparsers(dest="config_command", required=True)
+    check = sub.add_parser("check", help="validate the config against the kernel's and every plugin's schema")
+    add_config_option(check)
+    check.set_defaults(config_run=cmd_check)
+    show = sub.add_parser("print", help="print the merged config with secrets redacted")
+    add_config_option(show)
+    show.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    show.set_defaults(config_run=cmd_print)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args.config_run(args))
+
+
+def _load(args: argparse.Namespace) -> tuple[list[str], Config | None]:
+    paths = config_paths(args.config)
+    try:
+        return paths, load_config(paths)
+    except ConfigError as exc:
+        print(f"kernel: config error: {exc}", file=sys.stderr)
+        return paths, None
+
+
+def _registry() -> Registry:
+    reg = registry()
+    for failure in reg.failures:
+        print(f"warning: {failure} (its config was not checked)", file=sys.stderr)
+    return reg
+
+
+def _declared_schemas(reg: Registry) -> dict[str, Any]:
+    assert reg.manager is not None
+    results: list[Mapping[str, Any]] = reg.manager.hook.kernel_config_schemas()
+    return {key: schema for found in reversed(results) for key, schema in found.items()}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    paths, config = _load(args)
+    if config is None:
+        return 1
+    reg = _registry()
+    errors: list[str] = []
+    checks: list[Callable[[], object]] = [lambda: read_settings(config), lambda: check_credentials(reg, config)]
+    for key, schema in _declared_schemas(reg).items():
+        if config.has(key):
+            checks.append(partial(read_section, config, key, schema))
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            errors.append(str(exc))
+    checked = 0
+    for entry in sorted(reg.plugins.values(), key=lambda e: e.id):
+        schema = entry.plugin.config_schema
+        if schema is not None:
+            checked += 1
+            found = validate_plugin_config(config, entry.id, schema)
+            errors.extend(f"{e} (package '{entry.distribution}')" for e in found)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if errors:
+        print(f"config check failed: {len(errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"config OK: {len(paths)} file(s), {checked} plugin schema(s) checked")
+    return 0
+
+
+def cmd_print(args: argparse.Namespace) -> int:
+    _, config = _load(args)
+    if config is None:
+        return 1
+    schemas = {e.id: e.plugin.config_schema for e in _registry().plugins.values()}
+    data = redact_secrets(config, plugin_secret_paths(schemas))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    return 0

@@ -1,0 +1,68 @@
+"""``kernel serve``: load and check the config and the installed plugins, then run the supervisor.
+
+This is where the config is loaded and validated, once per kernel: the kernel's
+settings, and every credential verifier built from it (so a bad static token
+stops start-up with the key named). The supervisor owns it from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from kernel.cli.common import config_paths, registry
+from kernel.config import Config, ConfigError, ReloadingConfig
+from kernel.registry import Registry, split_failures
+from kernel.settings import Settings, read_settings
+
+
+def load_checked(paths: list[str], reg: Registry) -> tuple[ReloadingConfig, Settings]:
+    """Load the config and check everything the kernel itself reads, so mistakes stop startup readably."""
+    config = ReloadingConfig(paths, validate=_check_settings)
+    settings = read_settings(config.current)
+    check_credentials(reg, config.current)
+    return config, settings
+
+
+def _check_settings(config: Config) -> None:
+    read_settings(config)  # a reload that breaks the kernel's settings is refused
+
+
+def check_credentials(reg: Registry, config: Config) -> None:
+    """Build every credential verifier once: a bad ``backend.auth`` entry raises ``ConfigError``."""
+    assert reg.manager is not None
+    reg.manager.hook.kernel_credential_verifiers(config=config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kernel.logs import configure, configure_from_config
+    from kernel.supervisor import Supervisor, startup_failure_message
+
+    if args.dev:
+        os.environ["KERNEL_ENV"] = "development"
+    configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
+    reg = registry()
+    try:
+        config, settings = load_checked(config_paths(args.config), reg)
+        configure_from_config(config, {p.id: p.plugin.config_schema for p in reg.plugins.values()})
+    except ConfigError as exc:
+        print(f"kernel: config error: {exc}", file=sys.stderr)
+        return 2
+    fatal, tolerated = split_failures(reg.failures, settings.boot_policy)
+    if fatal:
+        print(startup_failure_message([str(f) for f in fatal]), file=sys.stderr)
+        return 1
+    for f in tolerated:
+        logging.getLogger("kernel").error("%s (continuing: onPluginBootFailure is 'continue')", f)
+    supervisor = Supervisor(
+        settings,
+        config,
+        list(reg.plugins.values()),
+        reg.provider_eps,
+        dev=os.environ.get("KERNEL_ENV") == "development",
+        failed={f.name: str(f) for f in tolerated},
+    )
+    return asyncio.run(supervisor.run())  # stdlib loop: the supervisor needs SIGCHLD

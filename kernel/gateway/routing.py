@@ -1,0 +1,124 @@
+"""``/api/<pluginId>/<rest>``: find the plugin, check credentials, open a stream to a worker.
+
+The order is the security model: a path with ``.``/``..`` segments is refused,
+the plugin must have a ready worker, the caller's credentials are checked
+against the plugin's auth policies, the body size against the limit — all
+before any byte reaches plugin code. The answer itself is the stream's job
+(``kernel.gateway.stream``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from kernel.errors import InputError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError
+from kernel.gateway.auth import Authenticator
+from kernel.gateway.stream import ClientGone, WorkerGone
+from kernel.gateway.workers import WorkerPool
+from kernel.protocol import RequestHead, encode
+
+
+class ApiDispatcher:
+    """The ASGI app serving everything under the plugin mount."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        auth: Authenticator,
+        *,
+        mount: str,
+        timeout: float,
+        max_body: int,
+    ) -> None:
+        self.pool = pool
+        self.auth = auth
+        self.prefix = mount.rstrip("/") + "/"
+        self.timeout = timeout
+        self.max_body = max_body
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        plugin_id, _sep, rest = path[len(self.prefix) :].partition("/")
+        rest = "/" + rest
+        if "/." in rest and _has_dot_segment(rest):
+            # "/open/../private" would pass the policy of "/open" and be resolved by the plugin
+            raise InputError("Request paths must not contain '.' or '..' segments")
+        pool = self.pool
+        if not pool.accepting:
+            raise ServiceUnavailableError(
+                "The server is shutting down" if pool.table_seen else "The server is starting"
+            )
+        route = pool.plugins.get(plugin_id)
+        if route is None:
+            raise NotFoundError(f"No plugin with id '{plugin_id}'")
+        worker = route.pick()
+        if worker is None:  # before auth: a plugin never started has no known policies
+            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
+        headers = scope["headers"]
+        principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
+        declared = _content_length(headers)
+        if declared is not None and declared > self.max_body:
+            raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
+        first = await receive()
+        body = first.get("body", b"")
+        more = first.get("more_body", False)
+        if len(body) > self.max_body:
+            raise PayloadTooLargeError(f"Request body is over the limit of {self.max_body} bytes")
+        client = scope.get("client")
+
+        def head(sid: int) -> bytes:
+            return encode(
+                RequestHead(
+                    sid,
+                    scope["method"],
+                    path,
+                    scope["query_string"],
+                    headers,
+                    tuple(client) if client else None,
+                    scope["scheme"],
+                    principal,
+                    body,
+                    more,
+                    self.prefix + plugin_id,
+                    scope["http_version"],
+                )
+            )
+
+        try:
+            stream = pool.open(worker, head)
+        except WorkerGone as exc:
+            raise ServiceUnavailableError(str(exc)) from exc
+        self.inflight += 1
+        upload = None
+        try:
+            if more:
+                upload = asyncio.get_running_loop().create_task(stream.upload(receive, len(body), self.max_body))
+            await stream.answer(send, receive, self.timeout, uploading=upload is not None)
+        except ClientGone:
+            stream.abandon()  # nobody to answer: just stop the worker's handler
+        except BaseException:
+            stream.abandon()
+            raise
+        finally:
+            self.inflight -= 1
+            pool.close_stream(stream)
+            if upload is not None and not upload.done():
+                upload.cancel()
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
+
+
+def _content_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise InputError("Invalid Content-Length header") from None
+    return None

@@ -1,0 +1,178 @@
+"""One request on its way through a worker: the gateway's side of a stream.
+
+The link to the workers (``kernel.gateway.workers``) delivers what the worker
+sends (head, body chunks, credit, failure); the stream turns it into the ASGI
+answer with flow control both ways: request body chunks go out as the worker
+grants credit, response chunks are acknowledged as the client takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from starlette.types import Receive, Send
+
+from kernel.errors import GatewayTimeoutError, PayloadTooLargeError, ServiceUnavailableError
+from kernel.flow import Acker, CreditWindow
+from kernel.protocol import Credit, End, RequestBody, ResponseHead, encode
+
+
+class WorkerGone(Exception):
+    """The worker serving a stream died, was removed, or cannot be reached."""
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request was in flight."""
+
+
+class WorkerLink:
+    """One worker as this gateway sees it."""
+
+    __slots__ = ("id", "ident", "inflight", "plugin_id")
+
+    def __init__(self, wid: str, plugin_id: str) -> None:
+        self.id = wid
+        self.ident = wid.encode()
+        self.plugin_id = plugin_id
+        self.inflight = 0
+
+
+#: puts a message (and a body message's bytes) on the wire to a worker; raises ``WorkerGone``
+SendToWorker = Callable[[WorkerLink, bytes, "bytes | None"], None]
+
+
+class GatewayStream:
+    """Response side of one request: head future, queued body chunks, upload credit."""
+
+    __slots__ = ("_acker", "_chunks", "_credit", "_send", "_waiter", "failure", "head", "id", "worker")
+
+    def __init__(self, sid: int, worker: WorkerLink, send: SendToWorker) -> None:
+        self.id = sid
+        self.worker = worker
+        self._send = send
+        self.head: asyncio.Future[ResponseHead] = asyncio.get_running_loop().create_future()
+        self._chunks: deque[tuple[bytes, bool]] = deque()  # (data, more)
+        self._acker = Acker()  # response chunks written to the client
+        self._waiter: asyncio.Future[None] | None = None
+        self._credit = CreditWindow()  # request body chunks the worker will take
+        self.failure: BaseException | None = None
+
+    # -- from the worker ----------------------------------------------------------
+    def deliver_head(self, head: ResponseHead) -> None:
+        if not self.head.done():
+            self.head.set_result(head)
+
+    def deliver_chunk(self, data: bytes, more: bool) -> None:
+        self._chunks.append((data, more))
+        self._wake()
+
+    def grant(self, chunks: int) -> None:
+        self._credit.grant(chunks)
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the stream: whatever waits on it (head, chunk, credit) raises ``exc``."""
+        self.failure = exc
+        if not self.head.done():
+            self.head.set_exception(exc)
+        self._wake()
+        self._credit.wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- to the client --------------------------------------------------------------
+    async def answer(self, send: Send, receive: Receive, timeout: float, uploading: bool) -> None:
+        """Wait for the head (at most ``timeout``), then relay the answer to the client.
+
+        ``timeout`` also bounds the silence between two chunks of a streamed answer. Unless an
+        upload already listens to the client, a streamed answer stops when the client goes away.
+        """
+        loop = asyncio.get_running_loop()
+        # a timer, not wait_for: no extra task per request
+        timer = loop.call_later(timeout, self._expire, timeout)
+        try:
+            head = await self.head
+        except WorkerGone as exc:
+            raise ServiceUnavailableError(str(exc)) from None
+        finally:
+            timer.cancel()
+        await send({"type": "http.response.start", "status": head.status, "headers": head.headers})
+        await send({"type": "http.response.body", "body": head.body, "more_body": head.more_body})
+        if not head.more_body:
+            return
+        watcher = None if uploading else loop.create_task(self.watch_disconnect(receive))
+        try:
+            more = True
+            while more:
+                if self.failure is not None:  # client gone, worker gone, idle timeout
+                    raise self.failure
+                data, more = self._chunks.popleft() if self._chunks else await self._next_chunk(timeout)
+                await send({"type": "http.response.body", "body": data, "more_body": more})
+                credit = self._acker.consumed(more)
+                if credit:
+                    self._send(self.worker, encode(Credit(self.id, credit)), None)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _next_chunk(self, idle_timeout: float) -> tuple[bytes, bool]:
+        """The next body chunk; a worker silent for ``idle_timeout`` seconds fails the stream."""
+        loop = asyncio.get_running_loop()
+        while not self._chunks:
+            if self.failure is not None:
+                raise self.failure
+            self._waiter = loop.create_future()
+            timer = loop.call_later(idle_timeout, self._idle, idle_timeout)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self._chunks.popleft()
+
+    def _expire(self, timeout: float) -> None:
+        self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' did not answer within {timeout:g}s"))
+
+    def _idle(self, timeout: float) -> None:
+        self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' sent nothing for {timeout:g}s"))
+
+    # -- from the client ------------------------------------------------------------
+    async def upload(self, receive: Receive, seen: int, max_body: int) -> None:
+        """Forward request body chunks as the worker grants credit; any failure fails the stream."""
+        try:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.fail(ClientGone("the client closed the connection during the upload"))
+                    return
+                data = message.get("body", b"")
+                more = message.get("more_body", False)
+                seen += len(data)
+                if seen > max_body:
+                    self.abandon()
+                    self.fail(PayloadTooLargeError(f"Request body is over the limit of {max_body} bytes"))
+                    return  # the waiting request answers 413
+                await self._credit.acquire(lambda: self.failure)
+                self._send(self.worker, encode(RequestBody(self.id, more)), data)
+            await self.watch_disconnect(receive)
+        except Exception as exc:  # worker gone, stream already failed: the request side reports it
+            if self.failure is None:
+                self.fail(exc)
+
+    async def watch_disconnect(self, receive: Receive) -> None:
+        """Once the request body is in, the next ASGI message can only be the client leaving."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.fail(ClientGone("the client closed the connection"))
+
+    def abandon(self) -> None:
+        """Tell the worker nobody waits for this answer any more (it cancels the handler)."""
+        try:
+            self._send(self.worker, encode(End(self.id)), None)
+        except WorkerGone:
+            pass

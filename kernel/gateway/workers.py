@@ -1,0 +1,192 @@
+"""The gateway's link to the workers: the socket they connect to, the table of who serves what.
+
+Workers connect to this gateway's ROUTER socket and greet it; the supervisor's
+``WorkerTable`` (on the control link) says which ready worker serves which
+plugin. Messages from workers are handed to the stream they belong to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from kernel.protocol import (
+    AuthPolicy,
+    ConfigUpdate,
+    Credit,
+    Error,
+    Heartbeat,
+    Hello,
+    Message,
+    PluginState,
+    ResponseBody,
+    ResponseHead,
+    Shutdown,
+    WorkerTable,
+)
+from kernel.transport.connection import Channel, hello, refusal
+from kernel.transport.sockets import dealer, router
+
+from .stream import GatewayStream, WorkerGone, WorkerLink
+
+log = logging.getLogger("kernel.gateway")
+
+
+class PluginRoute:
+    """A plugin as the gateway routes to it."""
+
+    __slots__ = ("id", "policies", "reason", "state", "workers")
+
+    def __init__(self, state: PluginState, links: dict[str, WorkerLink]) -> None:
+        self.id = state.id
+        self.state = state.state
+        self.reason = state.reason
+        self.policies: list[AuthPolicy] = sorted(state.policies, key=lambda p: -len(p.path))
+        self.workers = [links[w] for w in state.workers if w in links]
+
+    def pick(self) -> WorkerLink | None:
+        """The least-loaded ready worker."""
+        best = None
+        for w in self.workers:
+            if best is None or w.inflight < best.inflight:
+                best = w
+        return best
+
+
+class WorkerPool:
+    """Owns the ROUTER socket workers connect to and the control link to the supervisor.
+
+    ``on_shutdown(grace)`` runs when the supervisor says stop; ``on_config(update)`` when it
+    pushes a changed config.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        endpoint: str,
+        control: str,
+        on_shutdown: Callable[[float], None],
+        on_config: Callable[[ConfigUpdate], None] = lambda update: None,
+    ) -> None:
+        self.name = f"gateway-{index}"
+        self.endpoint = endpoint
+        self.control_endpoint = control
+        self.plugins: dict[str, PluginRoute] = {}
+        self.states: dict[str, PluginState] = {}
+        self.accepting = False
+        self.table_seen = False
+        self.generation = -1
+        self.streams: dict[int, GatewayStream] = {}
+        self._links: dict[str, WorkerLink] = {}
+        self._next = 0
+        self._on_shutdown = on_shutdown
+        self._on_config = on_config
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self.workers: Channel | None = None
+        self.control: Channel | None = None
+
+    def start(self) -> None:
+        sock = router(self._ctx, self.endpoint, unbounded=True)
+        self.workers = Channel(sock, self._on_worker_message, routed=True, name=self.name)
+        ctl = dealer(self._ctx, self.control_endpoint, self.name)
+        self.control = Channel(ctl, self._on_control, routed=False, name=f"{self.name} control")
+        self.control.send(hello("gateway", worker_id=self.name))
+
+    def close(self) -> None:
+        for channel in (self.workers, self.control):
+            if channel is not None:
+                channel.close()
+
+    # -- streams ---------------------------------------------------------------
+    def open(self, worker: WorkerLink, head_frame: Callable[[int], bytes]) -> GatewayStream:
+        """Open a stream on ``worker`` and send its head (built with the new stream id)."""
+        self._next += 1
+        sid = self._next
+        stream = GatewayStream(sid, worker, self.send)
+        self.streams[sid] = stream
+        worker.inflight += 1
+        self.send(worker, head_frame(sid), None)
+        return stream
+
+    def close_stream(self, stream: GatewayStream) -> None:
+        if self.streams.pop(stream.id, None) is not None:
+            stream.worker.inflight -= 1
+
+    def send(self, worker: WorkerLink, frame: bytes, data: bytes | None) -> None:
+        """Send a message (and, for body messages, its bytes) to ``worker``."""
+        assert self.workers is not None
+        try:
+            self.workers.send(frame, data, to=worker.ident)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the worker is gone or not yet connected
+            raise WorkerGone(f"worker {worker.id} of plugin '{worker.plugin_id}' is unreachable") from exc
+
+    # -- incoming ----------------------------------------------------------------
+    def _on_worker_message(self, peer: bytes, msg: Message, frames: list[bytes]) -> None:
+        kind = type(msg)
+        if kind is ResponseHead or kind is ResponseBody or kind is Credit or kind is Error:
+            stream = self.streams.get(msg.stream)  # type: ignore[union-attr]
+            if stream is None:
+                return
+            if kind is ResponseBody:
+                stream.deliver_chunk(frames[-1], msg.more)  # type: ignore[union-attr]
+            elif kind is ResponseHead:
+                stream.deliver_head(msg)  # type: ignore[arg-type]
+            elif kind is Credit:
+                stream.grant(msg.chunks)  # type: ignore[union-attr]
+            else:
+                stream.fail(WorkerGone(f"{msg.name}: {msg.message}"))  # type: ignore[union-attr]
+        elif kind is Hello:
+            assert self.workers is not None
+            refused = refusal(msg, self.name)
+            self.workers.offer(refused or hello("gateway", worker_id=self.name), to=peer)
+
+    def _on_control(self, peer: bytes, msg: Message, frames: list[bytes]) -> None:
+        assert self.control is not None
+        if type(msg) is WorkerTable:
+            self._apply(msg)
+        elif type(msg) is Heartbeat:
+            self.control.offer(Heartbeat(msg.sent_at))
+        elif type(msg) is ConfigUpdate:
+            self._on_config(msg)
+        elif type(msg) is Shutdown:
+            self.accepting = False
+            self._on_shutdown(msg.grace)
+        elif type(msg) is Error:
+            log.error("%s: supervisor says: %s", self.name, msg.message)
+
+    def _apply(self, table: WorkerTable) -> None:
+        if self.table_seen and table.generation == self.generation:
+            return  # a resend of the table in force
+        self.generation = table.generation
+        links: dict[str, WorkerLink] = {}
+        for p in table.plugins:
+            for wid in p.workers:
+                links[wid] = self._links.get(wid) or WorkerLink(wid, p.id)
+        gone = set(self._links) - set(links)
+        self._links = links
+        self.plugins = {p.id: PluginRoute(p, links) for p in table.plugins}
+        self.states = {p.id: p for p in table.plugins}
+        self.accepting = table.accepting
+        self.table_seen = True
+        if gone:
+            for stream in list(self.streams.values()):
+                if stream.worker.id in gone:
+                    stream.fail(
+                        WorkerGone(
+                            f"worker {stream.worker.id} of plugin '{stream.worker.plugin_id}' "
+                            "stopped while handling the request"
+                        )
+                    )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        if not self.table_seen:
+            return False, {"status": "starting"}
+        if not self.accepting:
+            return False, {"status": "stopping"}
+        not_ready = {p.id: (p.reason or p.state) for p in self.plugins.values() if p.state == "failed" or not p.workers}
+        if not_ready:
+            return False, {"status": "unavailable", "plugins": not_ready}
+        return True, {"status": "ok"}

@@ -1,0 +1,148 @@
+"""How the supervisor launches a child process, and the one start-up every child shares.
+
+A child is described by a spec: ``GatewaySpec`` or ``WorkerSpec``, each carrying
+the resolved ``Settings`` and the merged config the supervisor loaded and
+validated (so no child re-reads or re-defaults anything). ``spawn`` starts
+``python -m kernel.gateway|kernel.worker <name>`` and writes the spec, JSON,
+to the child's stdin: nothing of it (config values, secrets) sits in the
+environment or on the command line, where ``ps`` and other processes see it.
+
+``start_child`` is the child's side: orphan protection, SIGINT left to the
+supervisor, the spec read from stdin, logging and crash handlers, the event
+loop policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, TypeVar
+
+import msgspec
+
+from kernel.config import Config, ConfigSnapshot, LiveConfig
+from kernel.protocol import ConfigUpdate
+from kernel.settings import Settings
+
+PARENT_ENV = "KERNEL_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+class GatewaySpec(msgspec.Struct, frozen=True, tag="gateway"):
+    """Gateway number ``index``: serves HTTP on the inherited listener ``fd``, workers connect to ``endpoint``."""
+
+    index: int
+    fd: int
+    endpoint: str
+    control: str
+    settings: Settings
+    config: ConfigSnapshot
+    #: entry points of installed packages implementing hooks (verifiers, root routes)
+    providers: list[str]
+    dev: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"gateway-{self.index}"
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, tag="worker"):
+    """Worker ``worker_id`` of ``plugin_id``: loads only ``entry_points``, connects to every gateway."""
+
+    plugin_id: str
+    worker_id: str
+    entry_points: list[str]
+    control: str
+    gateways: list[str]
+    settings: Settings
+    config: ConfigSnapshot
+    dev: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.worker_id
+
+
+ChildSpec = GatewaySpec | WorkerSpec
+S = TypeVar("S", GatewaySpec, WorkerSpec)
+
+
+def spawn(spec: ChildSpec, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """Start the child ``spec`` describes and hand it the spec on its stdin."""
+    module = "kernel.gateway" if isinstance(spec, GatewaySpec) else "kernel.worker"
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, spec.name], env=env, stdin=subprocess.PIPE, pass_fds=pass_fds
+    )
+    assert proc.stdin is not None
+    data = msgspec.json.encode(spec)
+    if len(data) < 60_000:  # fits the pipe: the write cannot block
+        _feed(proc.stdin, data)
+    else:  # a big config: do not block the supervisor's loop until the child reads
+        threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True).start()
+    return proc
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:  # the child died before reading: the supervisor sees its exit
+        pass
+
+
+def start_child(spec_type: type[S]) -> S:
+    """The start-up of every child: called first thing by ``kernel.gateway`` and ``kernel.worker``."""
+    die_with_parent(int(os.environ[PARENT_ENV]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    spec = msgspec.json.decode(sys.stdin.buffer.read(), type=spec_type)
+    from kernel.logs import configure, install_crash_handlers
+
+    configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
+    install_crash_handlers(spec.plugin_id if isinstance(spec, WorkerSpec) else spec.name)
+    install_event_loop_policy()
+    return spec
+
+
+def die_with_parent(expected_parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (orphan protection)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+    if os.getppid() != expected_parent:  # the parent died before we asked
+        os._exit(1)
+
+
+def install_event_loop_policy(prefer_uvloop: bool = True) -> None:
+    """uvloop when it is installed."""
+    if prefer_uvloop:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+
+
+def config_update(config: Config) -> ConfigUpdate:
+    """The message that hands a changed config to a running child."""
+    return ConfigUpdate(msgspec.msgpack.encode(config.snapshot()))
+
+
+def apply_config_update(live: LiveConfig, update: ConfigUpdate) -> None:
+    """Switch ``live`` to the config ``update`` carries; its subscribers run in a task of their own."""
+    config = Config.from_snapshot(msgspec.msgpack.decode(update.snapshot, type=ConfigSnapshot))
+    task = asyncio.get_running_loop().create_task(live.replace(config))
+    _updating.add(task)  # keep a reference until it is done
+    task.add_done_callback(_updating.discard)
+
+
+_updating: set[asyncio.Task[bool]] = set()

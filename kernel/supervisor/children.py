@@ -1,0 +1,128 @@
+"""The processes the supervisor looks after, and how it launches them.
+
+A ``Child`` is known by its identity on the control channel (``gateway-0``,
+``<plugin>.<slot>.<n>``); its ``process`` is how the supervisor sees it die or
+makes it stop. Today every child is a local process the ``Launcher`` spawned
+(``LocalProcess``); a worker joining from another host would bring a handle of
+its own that stops it through the control channel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from kernel.config import Config
+from kernel.launch import GatewaySpec, WorkerSpec, spawn
+from kernel.registry import PluginEntry
+from kernel.settings import Settings
+from kernel.transport.endpoints import Transport
+
+
+class ChildProcess(Protocol):
+    """How the supervisor watches and stops a child, wherever it runs."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def exit_code(self) -> int | None:
+        """``None`` while it runs; the exit code (negative: the signal) once it ended."""
+        ...
+
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self) -> int: ...
+
+
+class LocalProcess:
+    """A child process of this kernel."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll()
+
+    def terminate(self) -> None:
+        self._proc.terminate()
+
+    def kill(self) -> None:
+        self._proc.kill()
+
+    def wait(self) -> int:
+        return self._proc.wait()
+
+
+@dataclass
+class Child:
+    """A gateway or worker process."""
+
+    ident: str
+    kind: Literal["gateway", "worker"]
+    process: ChildProcess
+    plugin_id: str = ""
+    slot: int = 0
+    ready: bool = False
+    unready: str = ""  # the worker's own readiness checks fail
+    started: float = field(default_factory=time.monotonic)
+    seen: float = field(default_factory=time.monotonic)
+
+    def state(self) -> str:
+        if not self.ready:
+            return "starting"
+        return f"unready: {self.unready}" if self.unready else "ready"
+
+
+class Launcher:
+    """Writes the spec of each child (settings, current config, endpoints) and starts it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        providers: list[str],
+        config: Callable[[], Config],
+        *,
+        dev: bool,
+    ) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.config = config
+        self.dev = dev
+        self.control = transport.endpoint("control")
+        self.gateways = [transport.endpoint(f"gateway-{i}") for i in range(settings.gateway.processes)]
+        self._started = 0
+
+    def gateway(self, index: int, listener_fd: int) -> Child:
+        spec = GatewaySpec(
+            index=index,
+            fd=listener_fd,
+            endpoint=self.gateways[index],
+            control=self.control,
+            settings=self.settings,
+            config=self.config().snapshot(),
+            providers=self.providers,
+            dev=self.dev,
+        )
+        return Child(spec.name, "gateway", LocalProcess(spawn(spec, (listener_fd,))), slot=index)
+
+    def worker(self, plugin: PluginEntry, slot: int) -> Child:
+        self._started += 1
+        spec = WorkerSpec(
+            plugin_id=plugin.id,
+            worker_id=f"{plugin.id}.{slot}.{self._started}",
+            entry_points=[plugin.entry_point, *self.providers],
+            control=self.control,
+            gateways=self.gateways,
+            settings=self.settings,
+            config=self.config().snapshot(),
+            dev=self.dev,
+        )
+        return Child(spec.name, "worker", LocalProcess(spawn(spec)), plugin_id=plugin.id, slot=slot)

@@ -1,0 +1,269 @@
+"""The supervisor's run loop: start every child, watch, restart, push configs, drain, stop.
+
+The config is loaded and validated once, by the ``kernel`` command; the
+supervisor owns it from then on. Children get it in their spec; when
+``backend.config.reload`` is on, the supervisor alone watches the files and
+pushes each changed config to every gateway and worker (``ConfigUpdate``), so
+auth in the gateways follows a reload like plugin config does. Settings that
+shape processes (listen address, gateway count, replicas, heartbeats) keep the
+values the kernel started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+
+from kernel.config import Config, ReloadingConfig
+from kernel.launch import config_update
+from kernel.protocol import Heartbeat, Hello, Shutdown, encode
+from kernel.registry import PluginEntry
+from kernel.settings import Settings
+from kernel.supervisor.children import Child, Launcher
+from kernel.supervisor.control import ControlChannel
+from kernel.supervisor.restarts import RestartPolicy
+from kernel.supervisor.table import PluginRecord, build_table
+from kernel.transport.endpoints import IpcTransport, Transport
+
+log = logging.getLogger("kernel")
+GATEWAY_RESTART_DELAY = 0.2
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        config: ReloadingConfig,
+        plugins: list[PluginEntry],
+        providers: list[str],
+        *,
+        dev: bool = False,
+        failed: dict[str, str] | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        w = settings.workers
+        self.plugins = {
+            p.id: PluginRecord(
+                p,
+                settings.replicas(p.id),
+                settings.boot_policy(p.id),
+                RestartPolicy(w.flapping_limit, w.flapping_window, w.restart_initial_delay, w.restart_max_delay),
+            )
+            for p in plugins
+        }
+        self.failed_at_load = dict(failed or {})
+        self.transport = transport or IpcTransport()
+        self.launcher = Launcher(settings, self.transport, providers, lambda: self.config.current, dev=dev)
+        self.children: dict[str, Child] = {}
+        self.control = ControlChannel(self.launcher.control, self.children, self._on_ready, self.publish)
+        self.generation = 0
+        self._last_table = b""
+        self.accepting = True
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._abort: str | None = None
+        self._gateway_deaths = RestartPolicy(w.flapping_limit, w.flapping_window, 0.0, 0.0)
+        self.listener: socket.socket | None = None
+
+    # -- children ------------------------------------------------------------------
+    def start_gateway(self, index: int) -> None:
+        assert self.listener is not None
+        child = self.launcher.gateway(index, self.listener.fileno())
+        self.children[child.ident] = child
+
+    def start_worker(self, plugin: PluginRecord, slot: int) -> None:
+        child = self.launcher.worker(plugin.entry, slot)
+        self.children[child.ident] = child
+
+    def _on_ready(self, child: Child, hello: Hello) -> None:
+        if child.kind == "gateway":
+            self.control.send(child, self._table())
+            return
+        plugin = self.plugins[child.plugin_id]
+        plugin.policies = list(hello.policies)
+        if not plugin.ever_ready:
+            log.info("plugin '%s' is ready (worker pid %d)", plugin.id, hello.pid)
+        plugin.ever_ready = True
+        plugin.restarts.started()
+        self.publish()
+
+    # -- the worker table ------------------------------------------------------------
+    def _table(self) -> bytes:
+        table = build_table(
+            self.generation, self.plugins.values(), self.children.values(), self.failed_at_load, self.accepting
+        )
+        return encode(table)
+
+    def publish(self) -> None:
+        """Send gateways a new table after a change."""
+        self.generation += 1
+        self._last_table = self._table()
+        self._resend()
+
+    def _resend(self) -> None:
+        """Send the current table again (a gateway may have missed it); gateways skip a known one."""
+        if self._last_table:
+            self.control.broadcast(self._gateways(), self._last_table)
+
+    def _gateways(self) -> list[Child]:
+        return [c for c in self.children.values() if c.kind == "gateway"]
+
+    def _push_config(self, config: Config) -> None:
+        """A reload changed the config: every running child switches to it."""
+        self.control.broadcast(list(self.children.values()), config_update(config))
+
+    # -- watching --------------------------------------------------------------------
+    def _reap(self) -> None:
+        for child in list(self.children.values()):
+            code = child.process.exit_code()
+            if code is not None:
+                self._on_exit(child, code)
+
+    def _on_exit(self, child: Child, code: int) -> None:
+        self.children.pop(child.ident, None)
+        if self.stopping:
+            return
+        loop = asyncio.get_running_loop()
+        if child.kind == "gateway":
+            if self._gateway_deaths.died():
+                self._abort = f"gateway {child.slot} keeps dying (last exit code {code}); giving up"
+                self._stop.set()
+                return
+            log.error("gateway %d exited with code %d; restarting", child.slot, code)
+            loop.call_later(GATEWAY_RESTART_DELAY, self._restart_gateway, child.slot)
+            return
+        plugin = self.plugins[child.plugin_id]
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if not plugin.ever_ready and plugin.policy == "abort":
+            self._abort = f"plugin '{plugin.id}' (package '{plugin.entry.distribution}') failed to start: worker {how}"
+            self._stop.set()
+            return
+        log.error("worker %s of plugin '%s' died (%s)", child.ident, plugin.id, how)
+        if plugin.restarts.died():
+            plugin.state = "failed"
+            window = plugin.restarts.window
+            plugin.reason = (
+                f"failed: {len(plugin.restarts.deaths)} worker deaths within {window:g}s (last: {how}); not restarting"
+            )
+            log.error("plugin '%s' %s", plugin.id, plugin.reason)
+            self.publish()
+            return
+        delay = plugin.restarts.next_delay()
+        self.publish()
+        loop.call_later(delay, self._restart_worker, plugin, child.slot)
+
+    def _restart_worker(self, plugin: PluginRecord, slot: int) -> None:
+        if not self.stopping and plugin.state != "failed":
+            self.start_worker(plugin, slot)
+
+    def _restart_gateway(self, index: int) -> None:
+        if not self.stopping:
+            self.start_gateway(index)
+
+    async def _watch(self) -> None:
+        w = self.settings.workers
+        beat = encode(Heartbeat(0.0))
+        while True:
+            await asyncio.sleep(w.heartbeat_interval)
+            self._reap()
+            now = time.monotonic()
+            for child in list(self.children.values()):
+                if child.ready:
+                    self.control.send(child, beat)
+                limit = w.heartbeat_timeout if child.ready else w.start_timeout
+                if now - (child.seen if child.ready else child.started) > limit:
+                    what = "stopped answering" if child.ready else "did not become ready"
+                    log.error("%s %s %s within %.1fs; killing it", child.kind, child.ident, what, limit)
+                    child.process.kill()
+            if not self.stopping:
+                self._resend()
+
+    # -- main ------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.control.start()
+        listen = self.settings.listen
+        try:
+            self.listener = socket.create_server((listen.host, listen.port), backlog=2048)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", listen.host, listen.port, exc.strerror)
+            self.control.close()
+            self.transport.close()
+            return 1
+        self.listener.set_inheritable(True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        self.config.subscribe(self._push_config)
+        await self.config.start()
+        for i in range(self.settings.gateway.processes):
+            self.start_gateway(i)
+        for plugin in self.plugins.values():
+            for slot in range(plugin.replicas):
+                self.start_worker(plugin, slot)
+        for pid, reason in self.failed_at_load.items():
+            log.error("plugin '%s' not started: %s", pid, reason)
+        log.info(
+            "kernel listening on http://%s:%d with %d plugin(s): %s",
+            listen.host,
+            listen.port,
+            len(self.plugins),
+            ", ".join(self.plugins) or "none",
+        )
+        watch = loop.create_task(self._watch())
+        await self._stop.wait()
+        watch.cancel()
+        await self.config.stop()
+        await self.shutdown()
+        if self._abort is not None:
+            print(f"kernel: {self._abort}", file=sys.stderr)
+            return 1
+        return 0
+
+    async def shutdown(self) -> None:
+        """Drain: refuse new requests, let in-flight ones finish, stop workers, then force."""
+        self.stopping = True
+        self.accepting = False
+        w = self.settings.workers
+        grace = 0.0 if self._abort else w.shutdown_grace
+        self.publish()
+        gateways = self._gateways()
+        for c in gateways:
+            self.control.send(c, Shutdown(grace))
+        await self._wait_exit(gateways, grace + 2.0)
+        workers = [c for c in self.children.values() if c.kind == "worker"]
+        for c in workers:
+            self.control.send(c, Shutdown(1.0))
+        await self._wait_exit(workers, 2.0)
+        remaining = [c for c in self.children.values() if c.process.exit_code() is None]
+        for c in remaining:
+            c.process.terminate()
+        await self._wait_exit(remaining, w.kill_timeout)
+        for c in self.children.values():
+            if c.process.exit_code() is None:
+                log.error("%s %s ignored SIGTERM; killing it", c.kind, c.ident)
+                c.process.kill()
+                c.process.wait()
+        self.control.close()
+        if self.listener is not None:
+            self.listener.close()
+        self.transport.close()
+        log.info("kernel stopped")
+
+    async def _wait_exit(self, children: list[Child], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(c.process.exit_code() is None for c in children):
+            await asyncio.sleep(0.05)
+
+
+def startup_failure_message(failures: list[str]) -> str:
+    lines = ["kernel: cannot start:"]
+    lines += [f"  - {f}" for f in failures]
+    lines.append("Fix the package, uninstall it, or set backend.startup.plugins.<id>.onPluginBootFailure: continue")
+    return "\n".join(lines)

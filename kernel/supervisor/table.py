@@ -1,0 +1,58 @@
+"""The worker table: what the supervisor knows of every plugin, as gateways need it to route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from kernel.protocol import AuthPolicy, PluginState, PluginStateName, WorkerTable
+from kernel.registry import PluginEntry
+from kernel.supervisor.children import Child
+from kernel.supervisor.restarts import RestartPolicy
+
+
+@dataclass
+class PluginRecord:
+    """One plugin: its package, how many workers it should have, its state and auth policies."""
+
+    entry: PluginEntry
+    replicas: int
+    policy: str  # onPluginBootFailure: "abort" | "continue"
+    restarts: RestartPolicy
+    state: PluginStateName = "starting"
+    reason: str = ""
+    policies: list[AuthPolicy] = field(default_factory=list)
+    ever_ready: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+
+def build_table(
+    generation: int,
+    plugins: Iterable[PluginRecord],
+    children: Iterable[Child],
+    failed_at_load: Mapping[str, str],
+    accepting: bool,
+) -> WorkerTable:
+    """The table in force: each plugin's ready workers and state (``ready``, ``degraded``, ``starting``).
+
+    A plugin ``failed`` or ``stopping`` keeps that state; plugins that failed to load are listed as failed.
+    """
+    workers = [c for c in children if c.kind == "worker"]
+    states = []
+    for p in plugins:
+        mine = [c for c in workers if c.plugin_id == p.id]
+        ready = [c.ident for c in mine if c.ready and not c.unready]
+        reason = p.reason
+        if p.state not in ("failed", "stopping"):
+            p.state = "ready" if len(ready) == p.replicas else ("degraded" if ready else "starting")
+            reason = next((c.unready for c in mine if c.unready), "")
+        detail = {c.ident: c.state() for c in mine}
+        states.append(
+            PluginState(p.id, p.state, p.policies, ready, reason, p.entry.distribution, p.entry.version, detail)
+        )
+    for pid, reason in failed_at_load.items():
+        states.append(PluginState(pid, "failed", [], [], reason))
+    return WorkerTable(generation, states, accepting)

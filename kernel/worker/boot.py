@@ -1,0 +1,83 @@
+"""Booting one plugin in its worker: load it, build its services, run its init, build its app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from kernel.container import ServiceContainer
+from kernel.core_services import RootConfig, core_services
+from kernel.errors import BootError
+from kernel.plugin import BackendPlugin
+from kernel.registry import load_registry
+from kernel.worker.router import PluginRouter
+
+#: checks the plugin once it is known (its config schema, logging); returns problems
+Prepare = Callable[[RootConfig, BackendPlugin], list[str]]
+
+
+class _Meta:
+    def __init__(self, plugin_id: str) -> None:
+        self.plugin_id = plugin_id
+
+
+class BootedPlugin:
+    """A plugin ready to serve: its ASGI app, its router (auth policies) and its services."""
+
+    def __init__(self, app: Any, router: PluginRouter, container: ServiceContainer) -> None:
+        self.app = app
+        self.router = router
+        self.container = container
+
+    async def lifecycle(self, phase: str) -> None:
+        """Run the plugin's and the process's lifecycle hooks of ``phase`` (if it asked for them)."""
+        for ref in (core_services.lifecycle, core_services.root_lifecycle):
+            try:
+                hooks = await self.container.get(ref)
+            except Exception:  # lifecycle not provided: nothing to run
+                continue
+            run = getattr(hooks, "run", None)
+            if run is not None:
+                await run(phase)
+
+    def health(self) -> Any | None:
+        """The plugin's ``core.health`` if it asked for it (its readiness checks)."""
+        return self.container.cached(core_services.health)
+
+
+async def boot(
+    plugin_id: str, entry_points: list[str], config: RootConfig, prepare: Prepare | None = None
+) -> BootedPlugin:
+    """Load ``plugin_id`` from ``entry_points`` (its own and the providers'), then start it."""
+    reg = load_registry(only=entry_points)
+    if reg.failures:
+        raise BootError("; ".join(str(f) for f in reg.failures))
+    entry = reg.plugins.get(plugin_id)
+    if entry is None:
+        raise BootError(f"plugin '{plugin_id}' is not installed")
+    if prepare is not None:
+        problems = prepare(config, entry.plugin)
+        if problems:
+            raise BootError("; ".join(problems))
+    router = PluginRouter(plugin_id)
+    container = ServiceContainer(
+        reg.factories,
+        plugin_id,
+        preset={
+            core_services.plugin_metadata.id: _Meta(plugin_id),
+            core_services.http_router.id: router,
+        },
+        root_instances={core_services.root_config.id: config},
+    )
+    plugin = entry.plugin
+    deps = await container.resolve(plugin.deps)
+    assert plugin.init_fn is not None
+    result = plugin.init_fn(**deps)
+    if asyncio.iscoroutine(result):
+        await result
+    assert reg.manager is not None
+    reg.manager.hook.kernel_register_routes(plugin_id=plugin_id, router=router)
+    booted = BootedPlugin(router.build(), router, container)
+    await booted.lifecycle("startup")
+    return booted

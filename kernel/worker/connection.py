@@ -1,0 +1,158 @@
+"""A worker's links: one to every gateway (requests), one to the supervisor (control, heartbeats).
+
+The worker greets every gateway and waits for each to answer, then greets the
+supervisor with its auth policies: from then on it is ready. Heartbeats go
+both ways; a worker whose supervisor is silent, or whose parent changed,
+exits. A frame it cannot read, or a refusal, stops it: it cannot trust the
+link any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from kernel.errors import ProtocolError
+from kernel.launch import WorkerSpec
+from kernel.protocol import AuthPolicy, ConfigUpdate, Error, Heartbeat, Hello, Message, Shutdown, encode
+from kernel.transport.connection import Channel, hello, refusal
+from kernel.transport.sockets import dealer
+from kernel.worker.dispatch import Dispatcher
+
+log = logging.getLogger("kernel.worker")
+READINESS_INTERVAL = 1.0
+
+
+class WorkerConnection:
+    """Links the dispatcher to the gateways and the worker to its supervisor."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        dispatcher: Dispatcher,
+        *,
+        policies: list[AuthPolicy],
+        on_config: Callable[[ConfigUpdate], None],
+        health: Any | None = None,
+    ) -> None:
+        self.spec = spec
+        self.dispatcher = dispatcher
+        self.policies = policies
+        self.on_config = on_config
+        self.health = health
+        self.gateways: list[Channel] = []
+        self.control: Channel | None = None
+        self._acked: set[int] = set()
+        self._all_acked = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._supervisor_seen = time.monotonic()
+        self._fatal: str | None = None
+        self._unready = ""
+
+    def connect(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+        spec = self.spec
+        greeting = hello("worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id)
+        for index, endpoint in enumerate(spec.gateways):
+            sock = dealer(ctx, endpoint, spec.worker_id, unbounded=True)
+            channel = Channel(
+                sock, self._gateway_handler(index), routed=False, name=f"{spec.worker_id} -> gateway {index}",
+                on_bad_frame=self._bad_frame,
+            )  # fmt: skip
+            self.gateways.append(channel)
+            channel.send(greeting)
+        if not spec.gateways:
+            self._all_acked.set()
+        sock = dealer(ctx, spec.control, spec.worker_id)
+        self.control = Channel(
+            sock, self._on_control, routed=False, name=f"{spec.worker_id} control", on_bad_frame=self._bad_frame
+        )
+
+    def close(self) -> None:
+        for channel in [*self.gateways, *([self.control] if self.control else [])]:
+            channel.close()
+
+    def _gateway_handler(self, index: int) -> Callable[[bytes, Message, list[bytes]], None]:
+        on_message = self.dispatcher.on_message
+
+        def handle(peer: bytes, msg: Message, frames: list[bytes]) -> None:
+            if type(msg) is Hello:
+                refused = refusal(msg, self.spec.worker_id)
+                if refused is not None:
+                    self._die(refused.message)
+                    return
+                self._acked.add(index)
+                if len(self._acked) == len(self.gateways):
+                    self._all_acked.set()
+            elif type(msg) is Error and msg.stream == 0:
+                self._die(f"gateway {index} refused this worker: {msg.message}")
+            else:
+                on_message(index, msg, frames, self.gateways[index].send)
+
+        return handle
+
+    def _on_control(self, peer: bytes, msg: Message, frames: list[bytes]) -> None:
+        self._supervisor_seen = time.monotonic()
+        if type(msg) is Shutdown:
+            self._stop.set()
+        elif type(msg) is ConfigUpdate:
+            self.on_config(msg)
+        elif type(msg) is Error:
+            self._die(f"supervisor refused this worker: {msg.message}")
+
+    def _bad_frame(self, peer: bytes, exc: ProtocolError) -> None:
+        self._die(str(exc))
+
+    def _die(self, reason: str) -> None:
+        log.error("worker %s of plugin '%s' stops: %s", self.spec.worker_id, self.spec.plugin_id, reason)
+        self._fatal = reason
+        self._stop.set()
+
+    async def serve(self) -> bool:
+        """Join the gateways and the supervisor, serve until told to stop; false after a fatal error."""
+        spec = self.spec
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop.set)
+        try:
+            await asyncio.wait_for(self._all_acked.wait(), spec.settings.workers.heartbeat_timeout * 2)
+        except TimeoutError:
+            log.error("plugin '%s': no answer from the gateways", spec.plugin_id)
+            return False
+        assert self.control is not None
+        self.control.send(hello("worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id, policies=self.policies))
+        beat = asyncio.get_running_loop().create_task(self._heartbeat())
+        await self._stop.wait()
+        beat.cancel()
+        return self._fatal is None
+
+    async def _readiness(self) -> None:
+        """Run the plugin's own readiness checks (if it asked for ``core.health``) once a second."""
+        if self.health is None:
+            return
+        while True:
+            failing = await self.health.failing_checks()
+            self._unready = ("failing readiness checks: " + ", ".join(failing)) if failing else ""
+            await asyncio.sleep(READINESS_INTERVAL)
+
+    async def _heartbeat(self) -> None:
+        w = self.spec.settings.workers
+        parent = os.getppid()
+        self._supervisor_seen = time.monotonic()  # the clock starts now, not before a slow boot
+        assert self.control is not None
+        loop = asyncio.get_running_loop()
+        checks = loop.create_task(self._readiness())
+        while True:
+            self.control.offer(encode(Heartbeat(time.time(), not self._unready, self._unready)))
+            await asyncio.sleep(w.heartbeat_interval)
+            if checks.done() and not checks.cancelled() and checks.exception() is not None:
+                log.error("readiness checks of plugin '%s' crashed: %r", self.spec.plugin_id, checks.exception())
+                checks = loop.create_task(self._readiness())
+            silent = time.monotonic() - self._supervisor_seen
+            if silent > w.heartbeat_timeout or os.getppid() != parent:
+                log.error("plugin '%s': supervisor silent for %.1fs, exiting", self.spec.plugin_id, silent)
+                os._exit(1)
