@@ -25,18 +25,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import cachetools
+import msgspec
 
 from kernel.api import (
     CacheService,
+    ConfigError,
     ConfigReader,
     Lifecycle,
     PluginMetadata,
     RootConfig,
     core_services,
     create_service_factory,
+    read_section,
 )
 
 
@@ -143,22 +146,39 @@ class PluginCache:
         return PluginCache(self._store, self._plugin_id, default_ttl)
 
 
+class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
+    """``backend.cache``; see the module doc."""
+
+    store: Literal["memory", "redis"] = "memory"
+    connection: str | None = None
+    default_ttl: float | None = None
+    key_prefix: str = ""
+    max_items: int = 10_000
+
+
+def read_cache_settings(config: ConfigReader) -> CacheSettings:
+    """``backend.cache``, typed; a mistake is a ``ConfigError`` naming the key."""
+    store = config.get_optional("backend.cache.store")
+    if store is not None and store not in ("memory", "redis"):
+        raise ConfigError(f"Invalid config: backend.cache.store must be 'memory' or 'redis', not {store!r}")
+    settings = read_section(config, "backend.cache", CacheSettings)
+    if settings.store == "redis" and not settings.connection:
+        raise ConfigError("Invalid config: backend.cache.connection (a Redis URL) is required for store 'redis'")
+    return settings
+
+
 def create_store(config: ConfigReader) -> CacheStore:
     """The store ``backend.cache`` asks for."""
-    store = config.get_optional_string("backend.cache.store") or "memory"
-    if store == "memory":
-        max_items = config.get_optional_number("backend.cache.maxItems")
-        return MemoryStore(int(max_items) if max_items else 10_000)
-    if store == "redis":
-        url = config.get_string("backend.cache.connection")
-        return RedisStore(url, config.get_optional_string("backend.cache.keyPrefix") or "")
-    raise ValueError(f"backend.cache.store must be 'memory' or 'redis', not {store!r}")
+    settings = read_cache_settings(config)
+    if settings.store == "redis":
+        assert settings.connection is not None
+        return RedisStore(settings.connection, settings.key_prefix)
+    return MemoryStore(settings.max_items)
 
 
 def create_cache(config: ConfigReader, plugin_id: str, store: CacheStore | None = None) -> PluginCache:
     """The cache of ``plugin_id``, on ``store`` or on the configured one."""
-    default_ttl = config.get_optional_number("backend.cache.defaultTtl")
-    return PluginCache(store or create_store(config), plugin_id, default_ttl)
+    return PluginCache(store or create_store(config), plugin_id, read_cache_settings(config).default_ttl)
 
 
 @create_service_factory(

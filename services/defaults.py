@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kernel.api import ServiceFactory, hookimpl
+from services.cache import CacheSettings
 from services.discovery import DiscoveryEndpoint
 
 MODULES = (
@@ -34,5 +35,5 @@ def kernel_provide_services() -> Sequence[ServiceFactory]:
 
 @hookimpl
 def kernel_config_schemas() -> Mapping[str, Any]:
-    """``discovery.endpoints``; the other keys the services read are checked where they are read."""
-    return {"discovery.endpoints": list[DiscoveryEndpoint]}
+    """``backend.cache`` and ``discovery.endpoints``; ``backend.database`` is checked when a plugin opens it."""
+    return {"backend.cache": CacheSettings, "discovery.endpoints": list[DiscoveryEndpoint]}

@@ -111,6 +111,8 @@ def test_check_reports_a_missing_required_field(site: Path, tmp_path: Path) -> N
         ("backend:\n  logging: {level: loud}\n", "backend.logging.level"),
         ("backend:\n  config: {reload: {intervalSeconds: -1}}\n", "backend.config.reload.intervalSeconds"),
         ("discovery:\n  endpoints: [{target: http://x}]\n", "discovery.endpoints"),
+        ("backend:\n  cache: {maxItems: lots}\n", "backend.cache.maxItems"),
+        ("backend:\n  auth: {externalAccess: [{type: static, options: {token: short, subject: x}}]}\n", "token"),
     ],
 )
 def test_check_validates_kernel_and_service_settings(site: Path, tmp_path: Path, text: str, key: str) -> None:

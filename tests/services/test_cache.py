@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
+from kernel.api import ConfigError
 from kernel.testing import KernelProcess, make_package, wait_for, wait_for_async
 from services.cache import CacheStore, MemoryStore, PluginCache, RedisStore, create_cache, create_store
 from tests import plugins
@@ -119,8 +120,12 @@ async def test_redis_keys_are_prefixed_json_with_px_ttl() -> None:
 
 
 def test_unknown_store_is_an_error() -> None:
-    with pytest.raises(ValueError, match="backend.cache.store must be 'memory' or 'redis'"):
+    with pytest.raises(ConfigError, match="backend.cache.store must be 'memory' or 'redis'"):
         create_store(config_of(cache={"store": "memcache"}))
+    with pytest.raises(ConfigError, match="connection .* is required for store 'redis'"):
+        create_store(config_of(cache={"store": "redis"}))
+    with pytest.raises(ConfigError, match=r"backend\.cache\.maxItems"):
+        create_store(config_of(cache={"maxItems": "many"}))
 
 
 # ----------------------------------------------------------------------------- in real workers
