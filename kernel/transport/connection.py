@@ -10,6 +10,7 @@ opens every conversation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ import zmq
 
 from kernel.errors import ProtocolError
 from kernel.protocol import PROTOCOL_VERSION, AuthPolicy, Error, Hello, Message, check_hello, decode, encode
-from kernel.transport.sockets import ZERO_COPY, LoopSocket
+from kernel.transport.sockets import ZERO_COPY
 
 log = logging.getLogger("kernel.transport")
 
@@ -26,6 +27,7 @@ log = logging.getLogger("kernel.transport")
 #: a body message's bytes are ``frames[-1]``
 OnMessage = Callable[[bytes, Message, list[bytes]], None]
 OnBadFrame = Callable[[bytes, ProtocolError], None]
+_BATCH = 512  # messages handled per reader callback before other callbacks get a turn
 
 
 class Channel:
@@ -33,9 +35,12 @@ class Channel:
 
     ``routed``: a ROUTER, whose messages start with the peer's routing id, or a
     DEALER with a single peer. ``name`` says whose channel it is in log lines.
+    zmq.asyncio allocates a future per receive; on the hot path the socket is
+    instead drained in the event loop's reader callback, each message decoded
+    and handed to a plain function. Sends never block.
     """
 
-    __slots__ = ("_on_bad_frame", "_on_message", "_routed", "name", "socket")
+    __slots__ = ("_closed", "_fd", "_loop", "_on_bad_frame", "_on_message", "_routed", "_scheduled", "_sock", "name")
 
     def __init__(
         self,
@@ -47,25 +52,16 @@ class Channel:
         on_bad_frame: OnBadFrame | None = None,
     ) -> None:
         self.name = name
+        self._sock = sock
         self._routed = routed
         self._on_message = on_message
         self._on_bad_frame = on_bad_frame or self._log_bad_frame
-        self.socket = LoopSocket(sock, self._receive)
-
-    def _receive(self, frames: list[bytes]) -> None:
-        if self._routed:
-            peer, payload = frames[0], frames[1]
-        else:
-            peer, payload = b"", frames[0]
-        try:
-            msg = decode(payload)
-        except ProtocolError as exc:
-            self._on_bad_frame(peer, exc)
-            return
-        self._on_message(peer, msg, frames)
-
-    def _log_bad_frame(self, peer: bytes, exc: ProtocolError) -> None:
-        log.error("%s: bad frame from %r: %s", self.name, peer, exc)
+        self._loop = asyncio.get_running_loop()
+        self._scheduled = False
+        self._closed = False
+        self._fd: int = sock.FD
+        self._loop.add_reader(self._fd, self._drain)
+        self._loop.call_soon(self._drain)
 
     def send(self, frame: bytes, data: bytes | memoryview | None = None, *, to: bytes = b"") -> None:
         """Send an encoded message (and, for a body message, its bytes); raises ``zmq.ZMQError``.
@@ -75,10 +71,12 @@ class Channel:
         """
         frames: list[bytes | memoryview] = [to, frame] if self._routed else [frame]
         if data is None:
-            self.socket.send(frames)
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
         else:
             frames.append(data)
-            self.socket.send(frames, copy=len(data) < ZERO_COPY)
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=len(data) < ZERO_COPY)
+        # A send can swallow the edge that announces incoming messages: look again soon.
+        self._schedule()
 
     def offer(self, msg: Message | bytes, *, to: bytes = b"") -> bool:
         """Send a control message if the peer can take it; false (and nothing raised) if it cannot."""
@@ -89,7 +87,50 @@ class Channel:
         return True
 
     def close(self) -> None:
-        self.socket.close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.remove_reader(self._fd)
+        except Exception:  # the loop may be closing
+            pass
+        self._sock.close(0)
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._closed:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        if self._closed:
+            return
+        recv = self._sock.recv_multipart
+        handle = self._on_message
+        routed = self._routed
+        for _ in range(_BATCH):
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                if self._closed:
+                    return
+                raise
+            peer = frames[0] if routed else b""
+            try:
+                msg = decode(frames[1] if routed else frames[0])
+            except IndexError:  # a routed message with no payload frame
+                self._on_bad_frame(peer, ProtocolError("empty message"))
+                continue
+            except ProtocolError as exc:
+                self._on_bad_frame(peer, exc)
+                continue
+            handle(peer, msg, frames)
+        self._schedule()  # more may be waiting; let other callbacks run first
+
+    def _log_bad_frame(self, peer: bytes, exc: ProtocolError) -> None:
+        log.error("%s: bad frame from %r: %s", self.name, peer, exc)
 
 
 def hello(role: str, *, plugin_id: str = "", worker_id: str = "", policies: Sequence[AuthPolicy] = ()) -> bytes:
