@@ -30,6 +30,8 @@ scenarios: {", ".join(SCENARIOS)}
             automatically for the ratios of hello/auth/echo/download)
   hello     GET small JSON through the gateway; --hello-variants gateways x replicas
   auth      the same handler on a protected route, with a static external-access token
+  p2p       that route with a plugin token (auth-plugin-token), then plugin bench-peer calling
+            bench through the gateway on every request (p2p)
   echo      POST 1 KiB JSON echoed back
   download  1 MiB streamed responses under load, and one big streamed response
             (--download-mb, 1 GiB by default): MB/s and RSS growth

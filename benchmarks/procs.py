@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_PLUGIN_DIR = REPO / "contrib_plugins" / "bench"
 BENCH_PLUGIN = "bench"
 BENCH_ENTRY = "kernel_bench.plugin:plugin"
+#: the plugin that calls ``bench`` with plugin tokens (the p2p scenario)
+PEER_PLUGIN = "bench-peer"
+PEER_ENTRY = "kernel_bench.peer:plugin"
 #: the static external-access token the auth scenario presents
 TOKEN = "bench-static-token-0123456789abcdef"
 MB = 1024 * 1024
@@ -320,7 +323,7 @@ class Kernel:
         site = Path(tempfile.mkdtemp(prefix="site-", dir=work))
         paths: list[Path] = []
         if not _bench_plugin_installed():
-            make_package(site, "kernel-plugin-bench", {}, {BENCH_PLUGIN: BENCH_ENTRY})
+            make_package(site, "kernel-plugin-bench", {}, {BENCH_PLUGIN: BENCH_ENTRY, PEER_PLUGIN: PEER_ENTRY})
             paths += _module_path()
         for i in range(1, setup.extra_plugins + 1):
             pid = f"bench-extra-{i}"

@@ -114,6 +114,14 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         if auth and hello and auth["rps"] and hello["rps"]:
             rel = auth["rps"] / hello["rps"]
             out.append((f"{server}: auth within 5% of hello", f"{rel:.3f}x hello", rel >= 0.95))
+        plugin_token = _find(rows, server, "auth-plugin-token")
+        if plugin_token and auth and plugin_token["rps"] and auth["rps"]:
+            rel = plugin_token["rps"] / auth["rps"]
+            out.append((f"{server}: plugin token within 10% of static token", f"{rel:.3f}x auth", rel >= 0.9))
+        p2p = _find(rows, server, "p2p")
+        if p2p and hello and p2p["rps"] and hello["rps"]:
+            # two hops per request: informational, no target
+            out.append((f"{server}: p2p (a -> gateway -> b) vs hello", f"{p2p['rps'] / hello['rps']:.2f}x hello", True))
         # RSS targets: under the small-JSON loads and idle at startup (the download rows show their own peaks)
         small = [r for r in rows if r["server"] == server and r["scenario"] in ("hello", "auth", "startup")]
         gw = [r["gateway_rss_mb"] for r in small if r["gateway_rss_mb"] is not None]

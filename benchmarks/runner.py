@@ -21,6 +21,7 @@ from benchmarks.download import download
 from benchmarks.loadgen import Load, LoadGenerator, LoadResult
 from benchmarks.procs import (
     BENCH_PLUGIN,
+    PEER_PLUGIN,
     TOKEN,
     BaselineServer,
     Kernel,
@@ -29,8 +30,8 @@ from benchmarks.procs import (
     installed_plugins,
 )
 
-SCENARIOS = ("baseline", "hello", "auth", "echo", "download", "startup", "recovery")
-LOAD_SCENARIOS = ("hello", "auth", "echo", "download")
+SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "startup", "recovery")
+LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download")
 SMALL_DOWNLOAD = 1024 * 1024
 
 ROW_KEYS = (
@@ -222,7 +223,7 @@ class Runner:
             if "hello" in wanted:
                 for gateways, replicas in self.o.hello_variants:
                     self._guard("hello", server, self.hello_row, gateways, replicas)
-            for name in ("auth", "echo", "download", "startup", "recovery"):
+            for name in ("auth", "p2p", "echo", "download", "startup", "recovery"):
                 if name in wanted:
                     self._guard(name, server, getattr(self, f"{name}_rows"))
         return self.rows
@@ -281,6 +282,19 @@ class Runner:
             row = self._load_row("auth", server, load, k.tree, kernel=True, variant="1gw/1wk")
             row["note"] = row["note"] or "static token"
             return row
+
+    def p2p_rows(self, server: str) -> list[dict[str, Any]]:
+        """The protected hello with a plugin token instead of a static one; then a plugin calling another."""
+        with self.kernel(KernelSetup(server)) as k:
+            assert k.tree is not None
+            token = http_text(f"{k.url}/api/{PEER_PLUGIN}/token")
+            load = Load(f"{k.url}/api/{BENCH_PLUGIN}/private/hello", headers=(("Authorization", f"Bearer {token}"),))
+            with_token = self._load_row("auth-plugin-token", server, load, k.tree, kernel=True, variant="1gw/1wk")
+            with_token["note"] = with_token["note"] or "plugin token (ES256, cached after first check)"
+            call = self._load_row("p2p", server, Load(f"{k.url}/api/{PEER_PLUGIN}/p2p"), k.tree, kernel=True)
+            call["variant"] = "1gw/1wk each"
+            call["note"] = call["note"] or "bench-peer -> gateway -> bench per request"
+            return [with_token, call]
 
     def echo_rows(self, server: str) -> dict[str, Any]:
         with self.kernel(KernelSetup(server)) as k:
@@ -382,6 +396,12 @@ def http_status(
         return int(e.code)
     except OSError:
         return 0
+
+
+def http_text(url: str, timeout: float = 10.0) -> str:
+    """The body of a GET that must succeed."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return str(r.read().decode())
 
 
 def check(load: Load) -> None:

@@ -6,10 +6,22 @@ Implementations live in the ``services`` package and are provided through the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from kernel.permissions import (
+    AuthorizeRequest,
+    DefinitiveDecision,
+    GetResources,
+    Permission,
+    PermissionRule,
+    PolicyDecision,
+    QueryRequest,
+)
+from kernel.protocol import Principal
 from kernel.service import ServiceRef
 from kernel.settings import ConfigReader
 
@@ -128,6 +140,153 @@ class Health(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """Who a request or a call comes from, as the ``auth`` services hand it around.
+
+    ``expires_at`` (epoch seconds) bounds tokens issued on its behalf. ``token`` is the token
+    it was made from, kept to act on a user's behalf; it never appears in ``repr`` or logs.
+    """
+
+    principal: Principal
+    expires_at: float | None = None
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class UserInfoResult:
+    """A user's identity: their entity ref and the refs of everything they own or belong to."""
+
+    user_entity_ref: str
+    ownership_entity_refs: list[str]
+
+
+PrincipalType = Literal["none", "user", "service", "unknown"]
+#: the cookie carrying a limited user token (the reference system's name), read on ``user-cookie`` paths
+USER_COOKIE = "backstage-auth"
+
+
+class Auth(Protocol):
+    """Tokens of the plugin: verify them, issue them for calls to other plugins (Backstage's AuthService)."""
+
+    async def authenticate(self, token: str, *, allow_limited_access: bool = False) -> Credentials:
+        """The credentials a token stands for; ``AuthenticationError`` if it is not valid."""
+        ...
+
+    def is_principal(self, credentials: Credentials, type: PrincipalType) -> bool: ...
+    async def get_none_credentials(self) -> Credentials: ...
+    async def get_own_service_credentials(self) -> Credentials: ...
+    async def get_plugin_request_token(self, *, on_behalf_of: Credentials, target_plugin_id: str) -> str:
+        """A token for a call to ``target_plugin_id``, as this plugin or on behalf of the user in ``on_behalf_of``."""
+        ...
+
+    async def get_limited_user_token(self, credentials: Credentials) -> tuple[str, float]:
+        """A limited token (for cookies) of the user in ``credentials``, and when it expires."""
+        ...
+
+    async def list_public_service_keys(self) -> list[dict[str, Any]]:
+        """The public keys other plugins verify this plugin's tokens with (its JWKS)."""
+        ...
+
+
+class HttpAuth(Protocol):
+    """The credentials of an incoming request, checked against what a route allows."""
+
+    async def credentials(
+        self, request: Any, *, allow: Sequence[PrincipalType] | None = None, allow_limited_access: bool = False
+    ) -> Credentials:
+        """The caller's credentials; ``NotAllowedError`` (403) when its principal type is not in ``allow``."""
+        ...
+
+    async def issue_user_cookie(self, response: Any, *, credentials: Credentials | None = None) -> float:
+        """Set the limited user cookie on ``response``; returns when it expires."""
+        ...
+
+
+class UserInfo(Protocol):
+    """Who a user is (Backstage's UserInfoService)."""
+
+    async def get_user_info(self, credentials: Credentials) -> UserInfoResult: ...
+
+
+@dataclass(frozen=True)
+class PluginResponse:
+    """What another plugin answered: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class PluginClient(Protocol):
+    """Calls another plugin's API: discovery, a plugin token and error mapping in one object.
+
+    A 4xx/5xx answer raises the matching kernel error (``NotFoundError`` for a 404, ...)
+    with the other plugin's message; an unreachable plugin is ``ServiceUnavailableError``.
+    """
+
+    async def request(
+        self,
+        target_plugin_id: str,
+        method: str,
+        path: str,
+        *,
+        on_behalf_of: Credentials | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> PluginResponse:
+        """``method`` ``path`` of ``target_plugin_id``, as this plugin or on behalf of ``on_behalf_of``'s user."""
+        ...
+
+
+class PermissionsService(Protocol):
+    """Asks the permission policy (Backstage's PermissionsService); see ``kernel.permissions``.
+
+    A ``service`` principal is never put to the policy: it is allowed what its permission
+    restrictions for this plugin allow (everything when it has none). With ``permission.enabled``
+    false (the default) everything else is allowed too.
+    """
+
+    async def authorize(
+        self, requests: Sequence[AuthorizeRequest], *, credentials: Credentials
+    ) -> list[DefinitiveDecision]:
+        """ALLOW or DENY for each request; a CONDITIONAL answer is applied to the request's resource."""
+        ...
+
+    async def authorize_conditional(
+        self, requests: Sequence[QueryRequest], *, credentials: Credentials
+    ) -> list[PolicyDecision]:
+        """The policy's answers as they are: CONDITIONAL ones for the plugin to apply as a filter."""
+        ...
+
+
+class PermissionsRegistryService(Protocol):
+    """The permissions and rules of the plugin, declared at init; a mistake raises naming the plugin."""
+
+    def add_permissions(self, permissions: Sequence[Permission]) -> None: ...
+    def add_resource_type(
+        self,
+        resource_type: str,
+        *,
+        permissions: Sequence[Permission] = (),
+        rules: Sequence[PermissionRule] = (),
+        get_resources: GetResources | None = None,
+    ) -> None: ...
+    def add_permission_rules(self, rules: Sequence[PermissionRule]) -> None: ...
+    def get_permission_rule(self, name: str) -> PermissionRule | None: ...
+    def list_permissions(self) -> list[Permission]: ...
+    def list_permission_rules(self) -> list[PermissionRule]: ...
+    async def get_resources(self, resource_type: str, resource_refs: Sequence[str]) -> list[Any | None]:
+        """The resources by ref through the type's ``get_resources`` (all ``None`` without one)."""
+        ...
+
+
 class _CoreServices:
     """Service refs of the core services, by the names plugin authors know."""
 
@@ -143,6 +302,12 @@ class _CoreServices:
     discovery: ServiceRef[Discovery] = ServiceRef("core.discovery", "plugin")
     scheduler: ServiceRef[Scheduler] = ServiceRef("core.scheduler", "plugin")
     health: ServiceRef[Health] = ServiceRef("core.health", "plugin")
+    auth: ServiceRef[Auth] = ServiceRef("core.auth", "plugin")
+    http_auth: ServiceRef[HttpAuth] = ServiceRef("core.httpAuth", "plugin")
+    user_info: ServiceRef[UserInfo] = ServiceRef("core.userInfo", "plugin")
+    plugin_client: ServiceRef[PluginClient] = ServiceRef("core.pluginClient", "plugin")
+    permissions: ServiceRef[PermissionsService] = ServiceRef("core.permissions", "plugin")
+    permissions_registry: ServiceRef[PermissionsRegistryService] = ServiceRef("core.permissionsRegistry", "plugin")
 
 
 core_services = _CoreServices()

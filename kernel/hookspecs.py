@@ -8,7 +8,7 @@ endpoints (``kernel.gateway.root``), static tokens
 (``kernel.gateway.static_tokens``) and the ``kernel`` subcommands
 (``kernel.cli.commands``). Where each hook runs:
 
-- ``kernel_provide_services``, ``kernel_register_routes``: in each plugin's worker;
+- ``kernel_provide_services``, ``kernel_register_routes``, ``kernel_permission_policy``: in each plugin's worker;
 - ``kernel_root_routes``, ``kernel_credential_verifiers``: in each gateway process;
 - ``kernel_config_schemas``, ``kernel_cli_commands``: in the ``kernel`` command.
 """
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from kernel.core_services import HttpRouter, RootConfig
     from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView
+    from kernel.permissions import PermissionPolicy
     from kernel.service import ServiceFactory
 
 PROJECT = "kernel"
@@ -64,4 +65,10 @@ def kernel_config_schemas() -> Mapping[str, Any]:
 @hookspec
 def kernel_cli_commands() -> Sequence[CliCommand]:
     """Subcommands this package adds to the ``kernel`` command."""
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def kernel_permission_policy() -> PermissionPolicy:
+    """The policy deciding every permission of every plugin; the package loaded last wins (none: allow all)."""
     raise NotImplementedError

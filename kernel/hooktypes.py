@@ -5,7 +5,7 @@ Contract: no I/O, nothing of ours beyond the other contract modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,17 +17,31 @@ if TYPE_CHECKING:
 Headers = Sequence[tuple[bytes, bytes]]
 
 
-class CredentialVerifier(Protocol):
-    """Turns a presented token into a principal, or ``None`` if it is not one of its tokens.
+@dataclass(frozen=True)
+class Verified:
+    """A token a verifier accepted: who presented it, and until when (epoch seconds; ``None``: no expiry).
 
-    ``cacheable``: a verified token stays valid for the life of the verifier (static
-    tokens); expiring tokens (JWTs) must say ``False`` or cache with their expiry.
-    The gateway builds its verifiers again after every config reload.
+    The gateway caches it until then (only successes are cached, bounded). ``limited``: the
+    token is a limited user token, accepted only on paths opened with ``user-cookie``.
+    ``audience``: the only plugin the token is for (a plugin token's ``aud``); ``None``: any.
     """
 
-    cacheable: bool
+    principal: Principal
+    expires_at: float | None = None
+    limited: bool = False
+    audience: str | None = None
 
-    def verify(self, token: str) -> Principal | None: ...
+
+class CredentialVerifier(Protocol):
+    """Turns a presented token into a ``Verified``, or ``None`` if it is not one of its tokens.
+
+    A verifier that needs I/O (fetching keys) returns an awaitable; one that recognises
+    its kind of token but finds it invalid raises ``AuthenticationError`` (or
+    ``ServiceUnavailableError`` when it cannot decide now). The gateway builds its
+    verifiers again after every config reload.
+    """
+
+    def verify(self, token: str) -> Verified | Awaitable[Verified | None] | None: ...
 
 
 class GatewayView(Protocol):
@@ -41,7 +55,7 @@ class GatewayView(Protocol):
         """Every plugin as the supervisor last reported it, with its workers' states."""
         ...
 
-    def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
+    async def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
         """The caller's principal from its credentials; raises 401/403 errors like the API does."""
         ...
 

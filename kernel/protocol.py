@@ -29,14 +29,32 @@ class _Msg(msgspec.Struct, frozen=True, array_like=True, tag_field="t"):
     pass
 
 
+class PermissionRestriction(msgspec.Struct, frozen=True, array_like=True):
+    """What an external credential may do within one plugin (``accessRestrictions`` of its config entry)."""
+
+    plugin: str
+    #: permission names it may be granted; ``None``: any
+    permission_names: list[str] | None = None
+    #: values of the permissions' ``action`` attribute it may be granted; ``None``: any
+    actions: list[str] | None = None
+
+
 class Principal(msgspec.Struct, frozen=True, array_like=True):
-    """Who is calling: ``none``, a ``user`` or a ``service``."""
+    """Who is calling: ``none``, a ``user`` (subject: user entity ref) or a ``service``.
+
+    A service is ``plugin:<id>`` or ``external:<subject>``. A user reached through another
+    plugin (a plugin token on behalf of the user) names that plugin as ``actor``.
+    """
 
     type: Literal["none", "user", "service"] = "none"
     subject: str = ""
     #: plugin ids a service principal is limited to; ``None`` means unrestricted
     access_restrictions: list[str] | None = None
     ownership_refs: list[str] = []
+    #: the service acting on the user's behalf (``plugin:<id>``), if any
+    actor: str = ""
+    #: permission limits per plugin of an external service principal; ``None`` means unrestricted
+    permission_restrictions: list[PermissionRestriction] | None = None
 
 
 NO_PRINCIPAL = Principal()

@@ -176,7 +176,7 @@ def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
             if not isinstance(factory, ServiceFactory):
                 raise TypeError(f"{impl.plugin_name}: kernel_provide_services returned {factory!r}")
             factories[factory.service.id] = ServiceFactory(
-                factory.service, factory.factory, factory.deps, impl.plugin_name
+                factory.service, factory.factory, factory.deps, impl.plugin_name, factory.eager
             )
     return factories
 

@@ -42,6 +42,8 @@ class ServiceFactory:
     deps: Mapping[str, ServiceRef[Any]] = field(default_factory=dict)
     #: set by the registry: which package provided this factory
     provider: str = ""
+    #: built at every plugin's boot, asked for or not (a service that serves routes of its own)
+    eager: bool = False
 
     async def create(self, **deps: Any) -> Any:
         value = self.factory(**deps)
@@ -53,8 +55,14 @@ class ServiceFactory:
 def create_service_factory(
     service: ServiceRef[Any],
     deps: Mapping[str, ServiceRef[Any]] | None = None,
+    *,
+    eager: bool = False,
 ) -> Callable[[Callable[..., Any | Awaitable[Any]]], ServiceFactory]:
-    """Decorator turning a function into a ``ServiceFactory`` for ``service``."""
+    """Decorator turning a function into a ``ServiceFactory`` for ``service``.
+
+    ``eager``: a plugin-scoped service built at every plugin's boot, before its routes are
+    served, even if nothing asked for it (it adds routes of its own to the plugin's router).
+    """
     deps = dict(deps or {})
     for name, ref in deps.items():
         if not isinstance(ref, ServiceRef):
@@ -63,6 +71,6 @@ def create_service_factory(
             raise TypeError(f"root service {service.id} cannot depend on plugin-scoped service {ref.id}")
 
     def wrap(fn: Callable[..., Any]) -> ServiceFactory:
-        return ServiceFactory(service=service, factory=fn, deps=deps)
+        return ServiceFactory(service=service, factory=fn, deps=deps, eager=eager)
 
     return wrap

@@ -10,9 +10,10 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kernel.api import ServiceFactory, hookimpl
+from kernel.api import CredentialVerifier, HttpRouter, RootConfig, ServiceFactory, hookimpl
 from services.cache import CacheSettings
 from services.discovery import DiscoveryEndpoint
+from services.permissions import PermissionSettings, add_metadata_route
 
 MODULES = (
     "services.logger",
@@ -22,6 +23,8 @@ MODULES = (
     "services.discovery",
     "services.scheduler",
     "services.health",
+    "services.permissions",
+    "services.auth.factories",
 )
 
 
@@ -34,6 +37,24 @@ def kernel_provide_services() -> Sequence[ServiceFactory]:
 
 
 @hookimpl
+def kernel_credential_verifiers(config: RootConfig) -> Sequence[CredentialVerifier]:
+    """Plugin tokens and user tokens, checked in the gateway against the issuers' published keys."""
+    from services.auth.factories import credential_verifiers
+
+    return credential_verifiers(config)
+
+
+@hookimpl
+def kernel_register_routes(plugin_id: str, router: HttpRouter) -> None:
+    """The permission metadata route of a plugin that declares permissions (``services.permissions``)."""
+    add_metadata_route(plugin_id, router)
+
+
+@hookimpl
 def kernel_config_schemas() -> Mapping[str, Any]:
-    """``backend.cache`` and ``discovery.endpoints``; ``backend.database`` is checked when a plugin opens it."""
-    return {"backend.cache": CacheSettings, "discovery.endpoints": list[DiscoveryEndpoint]}
+    """``backend.cache``, ``discovery.endpoints``, ``permission``; ``backend.database`` is checked when opened."""
+    return {
+        "backend.cache": CacheSettings,
+        "discovery.endpoints": list[DiscoveryEndpoint],
+        "permission": PermissionSettings,
+    }

@@ -80,6 +80,11 @@ class HostDiscovery:
         self._external = external_base.rstrip("/")
         self._endpoints = list(endpoints or [])
 
+    @property
+    def internal_base(self) -> str:
+        """Where this kernel's own plugins are reached, without the plugin id (``http://host:port/api``)."""
+        return self._internal
+
     @classmethod
     def from_config(cls, config: ConfigReader) -> HostDiscovery:
         settings = read_settings(config)

@@ -36,6 +36,9 @@ TICKER = FIXTURES / "ticker.py"
 
 #: a package implementing the gateway's and the CLI's hooks (root route, verifier, schema, command)
 EDGE = FIXTURES / "acme_edge.py"
+#: plugins calling each other with plugin tokens (tests/services/test_auth.py)
+CALLER = FIXTURES / "caller.py"
+CALLEE = FIXTURES / "callee.py"
 
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """

@@ -17,6 +17,9 @@ from kernel import hookspecs
 from kernel.testing import KernelProcess, make_package, wait_for
 from tests import plugins
 from tests.conftest import TOKEN, assert_error_shape, base_config
+from tests.services.test_permissions import (
+    test_a_policy_package_decides_for_users_in_the_plugins_worker,  # noqa: F401 (named in EXERCISED, so runs here too)
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +36,7 @@ EXERCISED = {
     "kernel_credential_verifiers": "test_a_package_verifies_its_own_tokens_and_follows_a_reload",
     "kernel_config_schemas": "test_config_check_validates_the_keys_a_package_declares",
     "kernel_cli_commands": "test_a_package_adds_a_kernel_subcommand",
+    "kernel_permission_policy": "test_a_policy_package_decides_for_users_in_the_plugins_worker",
 }
 
 

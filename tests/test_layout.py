@@ -19,7 +19,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACT = ["api", "plugin", "service", "core_services", "hookspecs", "hooktypes", "errors", "protocol", "settings"]
+CONTRACT = [
+    "api",
+    "plugin",
+    "service",
+    "core_services",
+    "hookspecs",
+    "hooktypes",
+    "errors",
+    "protocol",
+    "settings",
+    "permissions",
+]
 CONTRACT_MODULES = {f"kernel.{name}" for name in CONTRACT}
 NO_IO = {"zmq", "asyncio", "services"}
 MAX_LINES = 500

@@ -34,8 +34,9 @@ class GatewayState:
     def plugin_states(self) -> Sequence[PluginState]:
         return list(self._pool.states.values())
 
-    def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
-        return self._api.auth.authenticate(plugin_id, [], "/", headers)
+    async def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
+        principal = self._api.auth.authenticate(plugin_id, [], "/", headers)
+        return principal if isinstance(principal, Principal) else await principal
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

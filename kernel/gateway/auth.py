@@ -7,13 +7,14 @@ plugs in the same way) and are replaced after every config reload.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import time
+from collections.abc import Awaitable, Sequence
 
+from kernel.core_services import USER_COOKIE
 from kernel.errors import AuthenticationError, NotAllowedError
-from kernel.hooktypes import CredentialVerifier
+from kernel.hooktypes import CredentialVerifier, Verified
 from kernel.protocol import NO_PRINCIPAL, AuthPolicy, Principal
-
-USER_COOKIE = "kernel-user-token"
 
 
 def policy_for(policies: Sequence[AuthPolicy], path: str) -> str | None:
@@ -42,12 +43,16 @@ def _credentials(headers: Sequence[tuple[bytes, bytes]], cookie_ok: bool) -> str
 
 
 class Authenticator:
-    """Decides the principal of a request to a plugin, or raises 401/403."""
+    """Decides the principal of a request to a plugin, or raises 401/403.
+
+    ``authenticate`` answers at once (no allocation) for a token verified before and still
+    valid; otherwise it returns an awaitable, since a verifier may have to fetch keys.
+    """
 
     def __init__(self, verifiers: Sequence[CredentialVerifier], cache_size: int = 1024) -> None:
         self._verifiers = list(verifiers)
         #: tokens verified before; only successes are kept, so guessing cannot grow it
-        self._verified: dict[str, Principal] = {}
+        self._verified: dict[str, Verified] = {}
         self._cache_size = cache_size
 
     def replace_verifiers(self, verifiers: Sequence[CredentialVerifier]) -> None:
@@ -57,33 +62,55 @@ class Authenticator:
 
     def authenticate(
         self, plugin_id: str, policies: Sequence[AuthPolicy], path: str, headers: Sequence[tuple[bytes, bytes]]
-    ) -> Principal:
+    ) -> Principal | Awaitable[Principal]:
         allow = policy_for(policies, path) if policies else None
         token = _credentials(headers, allow == "user-cookie")
         if token is None:
             if allow == "unauthenticated":
                 return NO_PRINCIPAL
             raise AuthenticationError("Missing credentials")
-        principal = self._verify(token)
-        if principal is None:
+        hit = self._verified.get(token)
+        if hit is not None and (hit.expires_at is None or hit.expires_at > time.time()):
+            return _admit(hit, plugin_id, allow)
+        return self._verify_and_admit(token, plugin_id, allow)
+
+    async def _verify_and_admit(self, token: str, plugin_id: str, allow: str | None) -> Principal:
+        try:
+            verified = await self._verify(token)
+        except AuthenticationError:
             if allow == "unauthenticated":
                 return NO_PRINCIPAL  # an open path ignores stale credentials
+            raise
+        if verified is None:
+            if allow == "unauthenticated":
+                return NO_PRINCIPAL
             raise AuthenticationError("Invalid credentials")
-        restrictions = principal.access_restrictions
-        if restrictions is not None and plugin_id not in restrictions:
-            raise NotAllowedError(f"This token may not access plugin '{plugin_id}'")
-        return principal
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = verified
+        return _admit(verified, plugin_id, allow)
 
-    def _verify(self, token: str) -> Principal | None:
-        principal = self._verified.get(token)
-        if principal is not None:
-            return principal
+    async def _verify(self, token: str) -> Verified | None:
         for verifier in self._verifiers:
-            principal = verifier.verify(token)
-            if principal is not None and verifier.cacheable:
-                if len(self._verified) >= self._cache_size:
-                    self._verified.clear()
-                self._verified[token] = principal
-            if principal is not None:
-                return principal
+            result = verifier.verify(token)
+            verified = await result if inspect.isawaitable(result) else result
+            if verified is not None:
+                if verified.expires_at is not None and verified.expires_at <= time.time():
+                    raise AuthenticationError("Expired credentials")
+                return verified
         return None
+
+
+def _admit(verified: Verified, plugin_id: str, allow: str | None) -> Principal:
+    """The principal of a verified token, if it may reach ``plugin_id`` on a path opened with ``allow``."""
+    if verified.limited and allow != "user-cookie":
+        if allow == "unauthenticated":
+            return NO_PRINCIPAL
+        raise AuthenticationError("A limited user token is accepted only where the plugin allows user cookies")
+    if verified.audience is not None and verified.audience != plugin_id:
+        raise AuthenticationError(f"This token is for plugin '{verified.audience}', not '{plugin_id}'")
+    principal = verified.principal
+    restrictions = principal.access_restrictions
+    if restrictions is not None and plugin_id not in restrictions:
+        raise NotAllowedError(f"This token may not access plugin '{plugin_id}'")
+    return principal

@@ -30,7 +30,7 @@ def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def instance(request: Request) -> JSONResponse:
-        gateway.authenticate(request.scope["headers"])  # 401 without credentials
+        await gateway.authenticate(request.scope["headers"])  # 401 without credentials
         plugins = [
             {
                 "id": p.id,

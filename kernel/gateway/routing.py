@@ -18,7 +18,7 @@ from kernel.errors import InputError, NotFoundError, PayloadTooLargeError, Servi
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.stream import ClientGone, WorkerGone
 from kernel.gateway.workers import WorkerPool
-from kernel.protocol import RequestHead, encode
+from kernel.protocol import Principal, RequestHead, encode
 
 
 class ApiDispatcher:
@@ -60,6 +60,8 @@ class ApiDispatcher:
             raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
         headers = scope["headers"]
         principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
+        if type(principal) is not Principal:  # not verified before: the verifiers may fetch keys
+            principal = await principal  # type: ignore[misc]
         declared = _content_length(headers)
         if declared is not None and declared > self.max_body:
             raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")

@@ -70,6 +70,9 @@ async def boot(
         },
         root_instances={core_services.root_config.id: config},
     )
+    for factory in reg.factories.values():  # services that serve routes of their own, before the plugin's
+        if factory.eager and factory.service.scope == "plugin":
+            await container.get(factory.service)
     plugin = entry.plugin
     deps = await container.resolve(plugin.deps)
     assert plugin.init_fn is not None

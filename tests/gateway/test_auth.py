@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
 import pytest
 
 from kernel.config import Config, ConfigError
 from kernel.errors import AuthenticationError, NotAllowedError
 from kernel.gateway.auth import Authenticator, policy_for
 from kernel.gateway.static_tokens import static_tokens_from_config
-from kernel.protocol import NO_PRINCIPAL, AuthPolicy
+from kernel.protocol import NO_PRINCIPAL, AuthPolicy, Principal
 
 OPEN = [AuthPolicy("/public", "unauthenticated"), AuthPolicy("/img", "user-cookie")]
 
@@ -28,7 +32,28 @@ def test_policies_match_by_path_segment_prefix(path: str, expected: str | None) 
     assert policy_for([AuthPolicy("/", "unauthenticated")], path) == "unauthenticated"
 
 
-def _auth(**entry: object) -> Authenticator:
+def _principal(result: Principal | Awaitable[Principal]) -> Principal:
+    """What ``authenticate`` decided: at once for a token verified before, else once awaited."""
+    if isinstance(result, Principal):
+        return result
+
+    async def wait() -> Principal:
+        return await result
+
+    return asyncio.run(wait())
+
+
+class _Auth:
+    """An ``Authenticator`` whose ``authenticate`` is awaited when it must be."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.inner = auth
+
+    def authenticate(self, *args: Any) -> Principal:
+        return _principal(self.inner.authenticate(*args))
+
+
+def _auth(**entry: object) -> _Auth:
     config = Config.from_dict(
         {
             "backend": {
@@ -40,7 +65,7 @@ def _auth(**entry: object) -> Authenticator:
             }
         }
     )
-    return Authenticator([static_tokens_from_config(config)])
+    return _Auth(Authenticator([static_tokens_from_config(config)]))
 
 
 def _bearer(token: str) -> list[tuple[bytes, bytes]]:
@@ -52,6 +77,7 @@ def test_static_token_gives_a_service_principal_and_is_cached() -> None:
     p = auth.authenticate("x", [], "/a", _bearer("t0k3n-abcdef"))
     assert (p.type, p.subject, p.access_restrictions) == ("service", "external:ci", None)
     assert auth.authenticate("x", [], "/a", _bearer("t0k3n-abcdef")) is p
+    assert auth.inner.authenticate("x", [], "/a", _bearer("t0k3n-abcdef")) is p  # cached: answered at once
     with pytest.raises(AuthenticationError, match="Invalid credentials"):
         auth.authenticate("x", [], "/a", _bearer("t0k3n-abcdeX"))
     with pytest.raises(AuthenticationError, match="Missing credentials"):
@@ -69,7 +95,7 @@ def test_open_paths_take_no_or_stale_credentials() -> None:
 
 def test_user_cookie_paths_read_the_cookie() -> None:
     auth = _auth()
-    cookie = [(b"cookie", b"a=1; kernel-user-token=t0k3n-abcdef")]
+    cookie = [(b"cookie", b"a=1; backstage-auth=t0k3n-abcdef")]  # the reference system's cookie name
     assert auth.authenticate("x", OPEN, "/img/a.png", cookie).subject == "external:ci"
     with pytest.raises(AuthenticationError):
         auth.authenticate("x", OPEN, "/private", cookie)  # cookies count only on user-cookie paths

@@ -1,0 +1,96 @@
+"""Public keys fetched from a JWKS URL: cached by key id, refreshed on an unknown one, never a hang.
+
+A ``JwksClient`` fetches ``{"keys": [...]}`` asynchronously (httpx) with a time bound. A key id
+it does not know triggers one refresh, at most once per ``min_refresh`` seconds, so forged key
+ids cannot make it hammer the issuer; concurrent lookups share one fetch. An issuer that cannot
+be reached raises ``KeysUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jwt
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MIN_REFRESH = 30.0
+
+
+class KeysUnavailable(Exception):
+    """The key set could not be fetched (unreachable, an error status, not a JWKS)."""
+
+
+class JwksClient:
+    """The keys at ``url()`` (a function: the URL may come from discovery, which can change)."""
+
+    def __init__(
+        self,
+        url: Callable[[], Awaitable[str]],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        min_refresh: float = DEFAULT_MIN_REFRESH,
+    ) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._min_refresh = min_refresh
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._fetching: asyncio.Task[None] | None = None
+
+    async def get_key(self, kid: str) -> jwt.PyJWK | None:
+        """The key ``kid``, fetching the set when it is unknown and a refresh is allowed; else ``None``."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        if time.monotonic() - self._fetched_at >= self._min_refresh or self._fetching is not None:
+            await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        if self._fetching is None:
+            self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+        task = self._fetching
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._fetching is task:
+                self._fetching = None
+
+    async def _fetch(self) -> None:
+        import httpx
+
+        url = await self._url()
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise KeysUnavailable(f"cannot fetch keys from {url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._fetched_at = time.monotonic()
+        if response.status_code != 200:
+            raise KeysUnavailable(f"fetching keys from {url} answered {response.status_code}")
+        import jwt  # loaded with the first key set: a process that never verifies never pays for it
+
+        try:
+            self._keys = _parse(response.json())
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise KeysUnavailable(f"{url} did not answer a JWKS: {exc}") from None
+
+
+def _parse(document: Any) -> dict[str, jwt.PyJWK]:
+    import jwt
+
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("no 'keys' list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for raw in document["keys"]:
+        if isinstance(raw, dict) and isinstance(raw.get("kid"), str):
+            try:
+                keys[raw["kid"]] = jwt.PyJWK.from_dict(raw)
+            except jwt.PyJWTError:
+                continue  # a key of a kind we cannot use: its tokens fail as unknown
+    return keys
