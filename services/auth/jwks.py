@@ -1,6 +1,6 @@
 """Public keys fetched from a JWKS URL: cached by key id, refreshed on an unknown one, never a hang.
 
-A ``JwksClient`` fetches ``{"keys": [...]}`` asynchronously (httpx) with a time bound. A key id
+A ``JwksClient`` fetches ``{"keys": [...]}`` asynchronously (aiohttp) with a time bound. A key id
 it does not know triggers one refresh, at most once per ``min_refresh`` seconds, so forged key
 ids cannot make it hammer the issuer; concurrent lookups share one fetch. An issuer that cannot
 be reached raises ``KeysUnavailable``.
@@ -61,22 +61,25 @@ class JwksClient:
                 self._fetching = None
 
     async def _fetch(self) -> None:
-        import httpx
+        import aiohttp
+        import jwt  # loaded with the first key set: a process that never verifies never pays for it
 
         url = await self._url()
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(url)
-        except httpx.HTTPError as exc:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session,
+                session.get(url) as response,
+            ):
+                status = response.status
+                document = await response.json(content_type=None) if status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise KeysUnavailable(f"cannot fetch keys from {url}: {type(exc).__name__}: {exc}") from None
         finally:
             self._fetched_at = time.monotonic()
-        if response.status_code != 200:
-            raise KeysUnavailable(f"fetching keys from {url} answered {response.status_code}")
-        import jwt  # loaded with the first key set: a process that never verifies never pays for it
-
+        if status != 200:
+            raise KeysUnavailable(f"fetching keys from {url} answered {status}")
         try:
-            self._keys = _parse(response.json())
+            self._keys = _parse(document)
         except (ValueError, jwt.PyJWTError) as exc:
             raise KeysUnavailable(f"{url} did not answer a JWKS: {exc}") from None
 

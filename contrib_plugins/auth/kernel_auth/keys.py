@@ -5,7 +5,9 @@ instance). A key is published (stored in ``auth_signing_keys``) *before* it sign
 for ``keyRotationSeconds``, then a new one replaces it on the next token. A public key stays
 published until ``published_until``: at least 3 x the rotation period, and never less than the
 rotation period plus the token lifetime, so every token a key signed expires before its key is
-unpublished. Every replica lists every row, so all of them serve each other's keys.
+unpublished. Every replica lists every row, so all of them serve each other's keys. A key
+that never signed anything is unpublished when it is replaced and when its worker stops, so
+kernels that never issue a token (tests) leave no keys behind.
 The private key never leaves the process and is never logged (its ``repr`` hides it).
 """
 
@@ -78,6 +80,10 @@ class KeyStore:
             expires_at,
         )
 
+    async def remove(self, kid: str) -> None:
+        db = await self._client()
+        await db.execute("DELETE FROM auth_signing_keys WHERE kid = $1", kid)
+
     async def list(self, now: float) -> list[dict[str, Any]]:
         """Public JWKs not yet expired, oldest first; expired rows are deleted."""
         db = await self._client()
@@ -102,19 +108,35 @@ class SigningKeys:
         self._logger = logger
         self._clock = clock
         self._current: SigningKey | None = None
+        self._signed = False  # has the current key signed a token?
         self._lock = asyncio.Lock()
 
-    async def current(self, rotation_seconds: float, token_lifetime: float) -> SigningKey:
-        """The key to sign with now: the current one, or a new one once it has signed long enough."""
+    async def current(self, rotation_seconds: float, token_lifetime: float, *, sign: bool = True) -> SigningKey:
+        """The key to sign with now: the current one, or a new one once it has signed long enough.
+
+        ``sign=False`` only makes sure a key is published (at start-up).
+        """
         key = self._current
-        if key is not None and self._clock() < key.sign_until:
-            return key
+        if key is None or self._clock() >= key.sign_until:
+            async with self._lock:
+                key = self._current
+                if key is None or self._clock() >= key.sign_until:
+                    unused = key if key is not None and not self._signed else None
+                    key = await self._rotate(rotation_seconds, token_lifetime)
+                    self._current, self._signed = key, False
+                    if unused is not None:  # it never signed: nothing to verify with it
+                        await self._store.remove(unused.kid)
+        if sign:
+            self._signed = True
+        return key
+
+    async def retire(self) -> None:
+        """Unpublish the current key if it never signed a token (at shutdown: test kernels leave no keys)."""
         async with self._lock:
             key = self._current
-            if key is None or self._clock() >= key.sign_until:
-                key = await self._rotate(rotation_seconds, token_lifetime)
-                self._current = key
-            return key
+            if key is not None and not self._signed:
+                await self._store.remove(key.kid)
+                self._current = None
 
     async def _rotate(self, rotation_seconds: float, token_lifetime: float) -> SigningKey:
         private = ec.generate_private_key(ec.SECP256R1())

@@ -62,6 +62,8 @@ async def init(
         # Publish this worker's key before the first token: verifiers that fetched the JWKS already
         # know it. A database problem here is logged (lifecycle), not fatal: the next token retries.
         settings = current[0]
-        await keys.current(settings.key_rotation_seconds, token_lifetime(settings))
+        await keys.current(settings.key_rotation_seconds, token_lifetime(settings), sign=False)
 
     lifecycle.add_startup_hook(publish_first_key, label="publish the first signing key")
+    # before the database closes (its shutdown hook was registered before this init ran)
+    lifecycle.add_before_shutdown_hook(keys.retire, label="unpublish an unused signing key")

@@ -101,7 +101,8 @@ class RemoteJwks:
             resp.raise_for_status()
             data: Any = resp.json()
         except (httpx.HTTPError, ValueError, TimeoutError) as exc:
-            raise ServiceUnavailableError(f"could not fetch the issuer's keys from {self.url}: {exc}") from None
+            reason = str(exc) or type(exc).__name__
+            raise ServiceUnavailableError(f"could not fetch the issuer's keys from {self.url}: {reason}") from None
         raw = data.get("keys") if isinstance(data, dict) else None
         if not isinstance(raw, list):
             raise ServiceUnavailableError(f"{self.url} did not answer a JWKS ({{'keys': [...]}})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,25 @@ def test_two_replicas_publish_each_others_keys(tmp_path: Path) -> None:
             verify_with_jwks(token, answers[0], audience="backstage")
     finally:
         k.stop()
+
+
+def test_a_kernel_that_issued_no_token_leaves_no_key_behind(tmp_path: Path) -> None:
+    def rows() -> list[str]:
+        with closing(sqlite3.connect(tmp_path / "data" / "auth.sqlite")) as db:
+            return [kid for (kid,) in db.execute("SELECT kid FROM auth_signing_keys")]
+
+    k = start_kernel(tmp_path)
+    try:
+        assert len(jwks_of(k)["keys"]) == 1  # published at start-up, before any token
+    finally:
+        k.stop()
+    assert rows() == []
+    k = start_kernel(tmp_path)
+    try:
+        kid = jwt.get_unverified_header(guest_token(k)["backstageIdentity"]["token"])["kid"]
+    finally:
+        k.stop()
+    assert rows() == [kid]  # it signed a token: published until that token expires
 
 
 def test_rotation_replaces_the_signing_key_and_old_tokens_stay_verifiable(tmp_path: Path) -> None:

@@ -177,6 +177,27 @@ async def test_keys_rotate_and_stay_published_until_their_tokens_expire(tmp_path
         await database.close()
 
 
+async def test_keys_that_never_signed_are_unpublished(tmp_path: Path) -> None:
+    config = Config.from_dict({"backend": {"database": {"connection": {"directory": str(tmp_path)}}}})
+    database = create_database(config, "auth")
+    now = [1000.0]
+    keys = SigningKeys(KeyStore(database), _Logger(), clock=lambda: now[0])  # type: ignore[arg-type]
+    try:
+        unused = await keys.current(10, 600, sign=False)  # published at start-up
+        now[0] = 1010.0
+        used = await keys.current(10, 600)  # replaced before it signed: unpublished
+        assert [k["kid"] for k in await keys.public_keys()] == [used.kid]
+        assert unused.kid != used.kid
+        await keys.retire()  # it signed: stays published
+        assert [k["kid"] for k in await keys.public_keys()] == [used.kid]
+        now[0] = 1020.0
+        last = await keys.current(10, 600, sign=False)
+        await keys.retire()
+        assert last.kid not in [k["kid"] for k in await keys.public_keys()]
+    finally:
+        await database.close()
+
+
 # ---------------------------------------------------------------------------- external issuer keys
 
 
