@@ -197,9 +197,11 @@ class ExternalAccess(msgspec.Struct, rename="camel", frozen=True):
 
 
 class AuthSettings(msgspec.Struct, rename="camel", frozen=True):
-    """``backend.auth``; keys other than ``externalAccess`` belong to the token system and are ignored here."""
+    """``backend.auth``; other keys belong to the token system's packages and are ignored here."""
 
     external_access: list[ExternalAccess] = []
+    #: how long a plugin signs with one key (and its tokens live at most); a new key follows
+    key_duration_seconds: float = 3600.0
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -283,6 +285,8 @@ def read_settings(config: ConfigReader) -> Settings:
     )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")
+    if not 0 < settings.auth.key_duration_seconds <= 3600:
+        raise ConfigError("Invalid config: backend.auth.keyDurationSeconds must be more than 0 and at most 3600")
     return settings
 
 

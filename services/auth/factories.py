@@ -64,7 +64,8 @@ def _auth(
     router: HttpRouter,
 ) -> DefaultAuth:
     verifiers: list[CredentialVerifier] = [*token_verifiers(discovery), *_external(config)]
-    auth = DefaultAuth(meta.plugin_id, PluginKeys(database, logger.child(component="auth")), verifiers)
+    key_seconds = read_settings(config).auth.key_duration_seconds
+    auth = DefaultAuth(meta.plugin_id, PluginKeys(database, logger.child(component="auth"), key_seconds), verifiers)
     auth.serve_keys(router)
     return auth
 

@@ -1,9 +1,10 @@
 """Public keys fetched from a JWKS URL: cached by key id, refreshed on an unknown one, never a hang.
 
 A ``JwksClient`` fetches ``{"keys": [...]}`` asynchronously (aiohttp) with a time bound. A key id
-it does not know triggers one refresh, at most once per ``min_refresh`` seconds, so forged key
-ids cannot make it hammer the issuer; concurrent lookups share one fetch. An issuer that cannot
-be reached raises ``KeysUnavailable``.
+it does not know triggers a refresh, at most once per ``min_refresh`` seconds: a lookup inside
+that cooldown waits for its end and the next fetch (a replica's or a rotated key is published
+before it signs, so it is found then), and forged key ids cannot make it hammer the issuer;
+concurrent lookups share one fetch. An issuer that cannot be reached raises ``KeysUnavailable``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     import jwt
 
 DEFAULT_TIMEOUT = 5.0
-DEFAULT_MIN_REFRESH = 30.0
+DEFAULT_MIN_REFRESH = 1.0
 
 
 class KeysUnavailable(Exception):
@@ -42,17 +43,25 @@ class JwksClient:
         self._fetching: asyncio.Task[None] | None = None
 
     async def get_key(self, kid: str) -> jwt.PyJWK | None:
-        """The key ``kid``, fetching the set when it is unknown and a refresh is allowed; else ``None``."""
+        """The key ``kid``, fetching the set when it is unknown (after the cooldown); ``None`` if it stays unknown."""
         key = self._keys.get(kid)
         if key is not None:
             return key
-        if time.monotonic() - self._fetched_at >= self._min_refresh or self._fetching is not None:
-            await self._refresh()
+        if self._fetching is None:
+            wait = self._fetched_at + self._min_refresh - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                key = self._keys.get(kid)  # another lookup may have refreshed meanwhile
+                if key is not None:
+                    return key
+        await self._refresh()
         return self._keys.get(kid)
 
     async def _refresh(self) -> None:
         if self._fetching is None:
             self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+            # its failure is read by whoever awaits it; if all of them gave up (timed out), read it here
+            self._fetching.add_done_callback(lambda done: done.cancelled() or done.exception())
         task = self._fetching
         try:
             await asyncio.shield(task)

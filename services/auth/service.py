@@ -26,7 +26,7 @@ from kernel.api import (
     PrincipalType,
 )
 from services.auth.keys import PluginKeys
-from services.auth.tokens import ALGORITHM, PLUGIN_TOKEN_SECONDS, PLUGIN_TYP, limited_token_of
+from services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
 from services.auth.verifiers import PLUGIN_JWKS_PATH
 
 
@@ -64,7 +64,7 @@ class DefaultAuth:
         principal = on_behalf_of.principal
         now = int(time.time())
         claims: dict[str, Any] = {"sub": self.plugin_id, "aud": target_plugin_id, "iat": now}
-        exp = now + PLUGIN_TOKEN_SECONDS
+        exp = now + int(self._keys.key_seconds)  # a token never outlives the key that signed it
         if principal.type == "user":
             if not on_behalf_of.token:
                 raise AuthenticationError("These user credentials carry no token to act on the user's behalf")

@@ -79,13 +79,14 @@ def limited_token_of(user_token: str) -> tuple[str, float]:
         return user_token, float(exp)
     if typ != USER_TYP:
         raise ValueError(f"a {typ or 'untyped'} token is not a user token")
-    # the order and keys of header and payload are those the issuer signed (as Backstage's auth backend)
+    # the order and keys of header and payload are those the issuer signed (as Backstage's auth backend),
+    # serialised as JavaScript's JSON.stringify does: no spaces, non-ASCII left as UTF-8
     limited_header = {"typ": LIMITED_USER_TYP, "alg": header.get("alg"), "kid": header.get("kid")}
     limited_claims = {"sub": claims.get("sub"), "iat": claims.get("iat"), "exp": exp}
     token = ".".join(
         [
-            b64encode(json.dumps(limited_header, separators=(",", ":")).encode()),
-            b64encode(json.dumps(limited_claims, separators=(",", ":")).encode()),
+            b64encode(json.dumps(limited_header, separators=(",", ":"), ensure_ascii=False).encode()),
+            b64encode(json.dumps(limited_claims, separators=(",", ":"), ensure_ascii=False).encode()),
             str(claims["uip"]),
         ]
     )
