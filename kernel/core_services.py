@@ -287,12 +287,21 @@ class PermissionsRegistryService(Protocol):
         ...
 
 
+class HookCaller(Protocol):
+    """The kernel's hooks (``kernel.hookspecs``) as this process loaded them, for services that need one."""
+
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook``: a list of every package's result (one result for a ``firstresult`` hook)."""
+        ...
+
+
 class _CoreServices:
     """Service refs of the core services, by the names plugin authors know."""
 
     root_config: ServiceRef[RootConfig] = ServiceRef("core.rootConfig", "root")
     root_logger: ServiceRef[Logger] = ServiceRef("core.rootLogger", "root")
     root_lifecycle: ServiceRef[Lifecycle] = ServiceRef("core.rootLifecycle", "root")
+    root_hooks: ServiceRef[HookCaller] = ServiceRef("core.rootHooks", "root")
     logger: ServiceRef[Logger] = ServiceRef("core.logger", "plugin")
     http_router: ServiceRef[HttpRouter] = ServiceRef("core.httpRouter", "plugin")
     plugin_metadata: ServiceRef[PluginMetadata] = ServiceRef("core.pluginMetadata", "plugin")

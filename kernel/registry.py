@@ -23,7 +23,7 @@ ENTRY_POINT_GROUP = "kernel.plugins"
 #: the distribution whose entry points (the kernel's own features) load before any other package's
 KERNEL_DISTRIBUTION = "kernel"
 #: services the kernel hands to the container itself
-PRESET_SERVICES = ("core.rootConfig", "core.pluginMetadata", "core.httpRouter")
+PRESET_SERVICES = ("core.rootConfig", "core.rootHooks", "core.pluginMetadata", "core.httpRouter")
 
 
 @dataclass(frozen=True)

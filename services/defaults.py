@@ -10,10 +10,10 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kernel.api import CredentialVerifier, HttpRouter, RootConfig, ServiceFactory, hookimpl
+from kernel.api import CredentialVerifier, RootConfig, ServiceFactory, hookimpl
 from services.cache import CacheSettings
 from services.discovery import DiscoveryEndpoint
-from services.permissions import PermissionSettings, add_metadata_route
+from services.permissions import PermissionSettings
 
 MODULES = (
     "services.logger",
@@ -42,12 +42,6 @@ def kernel_credential_verifiers(config: RootConfig) -> Sequence[CredentialVerifi
     from services.auth.factories import credential_verifiers
 
     return credential_verifiers(config)
-
-
-@hookimpl
-def kernel_register_routes(plugin_id: str, router: HttpRouter) -> None:
-    """The permission metadata route of a plugin that declares permissions (``services.permissions``)."""
-    add_metadata_route(plugin_id, router)
 
 
 @hookimpl

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pluggy
+
 from kernel.container import ServiceContainer
 from kernel.core_services import RootConfig, core_services
 from kernel.errors import BootError
@@ -20,6 +22,16 @@ Prepare = Callable[[RootConfig, BackendPlugin], list[str]]
 class _Meta:
     def __init__(self, plugin_id: str) -> None:
         self.plugin_id = plugin_id
+
+
+class _Hooks:
+    """The ``core.rootHooks`` of a worker: the hooks of the packages it loaded."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self._manager = manager
+
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        return getattr(self._manager.hook, hook)(**kwargs)
 
 
 class BootedPlugin:
@@ -60,6 +72,7 @@ async def boot(
         problems = prepare(config, entry.plugin)
         if problems:
             raise BootError("; ".join(problems))
+    assert reg.manager is not None
     router = PluginRouter(plugin_id)
     container = ServiceContainer(
         reg.factories,
@@ -68,7 +81,7 @@ async def boot(
             core_services.plugin_metadata.id: _Meta(plugin_id),
             core_services.http_router.id: router,
         },
-        root_instances={core_services.root_config.id: config},
+        root_instances={core_services.root_config.id: config, core_services.root_hooks.id: _Hooks(reg.manager)},
     )
     for factory in reg.factories.values():  # services that serve routes of their own, before the plugin's
         if factory.eager and factory.service.scope == "plugin":
@@ -79,7 +92,6 @@ async def boot(
     result = plugin.init_fn(**deps)
     if asyncio.iscoroutine(result):
         await result
-    assert reg.manager is not None
     reg.manager.hook.kernel_register_routes(plugin_id=plugin_id, router=router)
     booted = BootedPlugin(router.build(), router, container)
     await booted.lifecycle("startup")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import msgspec
 
 from kernel.api import (
+    HookCaller,
+    HttpRouter,
     Logger,
     PermissionsRegistryService,
     PluginMetadata,
@@ -24,7 +26,7 @@ from kernel.api import (
 from services.permissions.evaluator import PolicyPermissions
 from services.permissions.metadata import add_metadata_route
 from services.permissions.policy import AllowAllPolicy, installed_policy
-from services.permissions.registry import REGISTRIES, PluginPermissionsRegistry
+from services.permissions.registry import PluginPermissionsRegistry
 
 __all__ = [
     "FACTORIES",
@@ -43,10 +45,12 @@ class PermissionSettings(msgspec.Struct, frozen=True):
     enabled: bool = False
 
 
-@create_service_factory(core_services.permissions_registry, {"meta": core_services.plugin_metadata})
-def _registry(meta: PluginMetadata) -> PluginPermissionsRegistry:
+@create_service_factory(
+    core_services.permissions_registry, {"meta": core_services.plugin_metadata, "router": core_services.http_router}
+)
+def _registry(meta: PluginMetadata, router: HttpRouter) -> PluginPermissionsRegistry:
     registry = PluginPermissionsRegistry(meta.plugin_id)
-    REGISTRIES[meta.plugin_id] = registry
+    add_metadata_route(registry, router)
     return registry
 
 
@@ -57,12 +61,13 @@ def _registry(meta: PluginMetadata) -> PluginPermissionsRegistry:
         "registry": core_services.permissions_registry,
         "logger": core_services.logger,
         "meta": core_services.plugin_metadata,
+        "hooks": core_services.root_hooks,
     },
 )
 def _permissions(
-    config: RootConfig, registry: PermissionsRegistryService, logger: Logger, meta: PluginMetadata
+    config: RootConfig, registry: PermissionsRegistryService, logger: Logger, meta: PluginMetadata, hooks: HookCaller
 ) -> PolicyPermissions:
-    return PolicyPermissions(meta.plugin_id, config, registry, installed_policy(), logger)
+    return PolicyPermissions(meta.plugin_id, config, registry, installed_policy(hooks), logger)
 
 
 FACTORIES: list[ServiceFactory] = [_registry, _permissions]

@@ -1,4 +1,4 @@
-"""``GET /.well-known/backstage/permissions/metadata`` on the router of each plugin that declares permissions.
+"""``GET /.well-known/backstage/permissions/metadata`` on the router of each plugin that uses permissions.
 
 Backstage's permission integration router: the plugin's permissions and the rules policies may use,
 each rule with the JSON schema of its params. Protected like every route (credentials needed).
@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from kernel.api import HttpRouter, Permission, PermissionRule, PermissionsRegistryService
-from services.permissions.registry import REGISTRIES
 
 METADATA_PATH = "/.well-known/backstage/permissions/metadata"
 NO_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -44,11 +43,8 @@ def metadata(registry: PermissionsRegistryService) -> dict[str, Any]:
     }
 
 
-def add_metadata_route(plugin_id: str, router: HttpRouter) -> None:
-    """Serve the metadata of ``plugin_id`` if it made a permissions registry (at init, so before this runs)."""
-    registry = REGISTRIES.get(plugin_id)
-    if registry is None:
-        return
+def add_metadata_route(registry: PermissionsRegistryService, router: HttpRouter) -> None:
+    """Serve the metadata of the plugin whose ``registry`` this is (built when the plugin asks for permissions)."""
 
     async def serve(request: Request) -> JSONResponse:
         return JSONResponse(metadata(registry))

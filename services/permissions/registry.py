@@ -10,7 +10,6 @@ import msgspec
 from kernel.api import GetResources, Permission, PermissionRule, PluginDeclarationError
 
 #: the registry of each plugin of this process that made one, for its metadata route
-REGISTRIES: dict[str, PluginPermissionsRegistry] = {}
 
 
 class PluginPermissionsRegistry:

@@ -12,7 +12,8 @@
  * Plugins:
  * - `bsplugin`: whoami (who Backstage says called), call / call-as-user (call another plugin,
  *   found by discovery, with a plugin token made by Backstage's auth service), limited (Backstage's
- *   UserTokenHandler.createLimitedUserToken on a given token).
+ *   UserTokenHandler.createLimitedUserToken on a given token, verified with jose as
+ *   UserTokenHandler.verifyToken does when a JWK is given).
  * - `auth`: a stand-in for @backstage/plugin-auth-backend (whose router needs a SQL database,
  *   and no SQLite driver can be installed here without native builds). It issues user tokens
  *   with that package's own TokenFactory (identity/TokenFactory, MemoryKeyStore) and serves its
@@ -28,13 +29,16 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const express = require('express');
+const jose = require('jose');
 const { createBackend } = require('@backstage/backend-defaults');
 const { createBackendPlugin, createServiceFactory, coreServices } = require('@backstage/backend-plugin-api');
 const { ConfigReader } = require('@backstage/config');
-// internals (not exported by the packages): the reference code itself, not a copy
-const { UserTokenHandler } = require('@backstage/backend-defaults/dist/entrypoints/auth/user/UserTokenHandler.cjs.js');
-const { TokenFactory } = require('@backstage/plugin-auth-backend/dist/identity/TokenFactory.cjs.js');
-const { MemoryKeyStore } = require('@backstage/plugin-auth-backend/dist/identity/MemoryKeyStore.cjs.js');
+// Internals the packages do not export ("exports" refuses deep imports): loaded by file path.
+// The reference code itself, not a copy.
+const internal = (pkg, file) => require(path.join(path.dirname(require.resolve(`${pkg}/package.json`)), file));
+const { UserTokenHandler } = internal('@backstage/backend-defaults', 'dist/entrypoints/auth/user/UserTokenHandler.cjs.js');
+const { TokenFactory } = internal('@backstage/plugin-auth-backend', 'dist/identity/TokenFactory.cjs.js');
+const { MemoryKeyStore } = internal('@backstage/plugin-auth-backend', 'dist/identity/MemoryKeyStore.cjs.js');
 
 const opts = JSON.parse(process.argv[2]);
 const baseUrl = `http://127.0.0.1:${opts.port}`;
@@ -114,7 +118,16 @@ const bsplugin = createBackendPlugin({
           '/limited',
           handle(async (req) => {
             const { token, expiresAt } = users.createLimitedUserToken(req.body.token);
-            return { token, expiresAt: expiresAt.getTime() / 1000 };
+            let verified = null;
+            if (req.body.jwk) {
+              // the checks of UserTokenHandler.verifyToken for a limited token, against the given key
+              const { payload } = await jose.jwtVerify(token, await jose.importJWK(req.body.jwk, 'ES256'), {
+                typ: 'vnd.backstage.limited-user',
+                requiredClaims: ['iat', 'exp', 'sub'],
+              });
+              verified = payload;
+            }
+            return { token, expiresAt: expiresAt.getTime() / 1000, verified };
           }),
         );
         httpRouter.use(router);

@@ -349,8 +349,16 @@ async def test_an_answer_that_cannot_be_is_a_denial() -> None:
         await permissions.authorize([{"permission": "docs.admin"}], credentials=alice())  # type: ignore[typeddict-item]
 
 
+class _NoPolicy:
+    """The hooks of a process where no package implements ``kernel_permission_policy``."""
+
+    def call(self, hook: str, **kwargs: object) -> object:
+        assert hook == "kernel_permission_policy"
+        return None
+
+
 def test_without_a_policy_package_everything_is_allowed() -> None:
-    assert isinstance(installed_policy(), AllowAllPolicy)
+    assert isinstance(installed_policy(_NoPolicy()), AllowAllPolicy)
 
 
 # -- a policy package and a plugin in a real kernel -----------------------------------------------
