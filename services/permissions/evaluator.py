@@ -94,21 +94,16 @@ class PolicyPermissions:
     async def authorize(
         self, requests: Sequence[AuthorizeRequest], *, credentials: Credentials
     ) -> list[DefinitiveDecision]:
-        permissions = [_permission(r) for r in requests]
-        principal = credentials.principal
-        if principal.type == "service":
-            return [service_decision(self.plugin_id, principal, p) for p in permissions]
-        if not self._enabled():
-            return [ALLOWED for _ in permissions]
-        user = policy_user(principal)
-        decisions = await asyncio.gather(*(self._ask(p, user) for p in permissions))
+        decisions = await self._decide([_permission(r) for r in requests], credentials.principal)
         return [await self._settle(r, d) for r, d in zip(requests, decisions)]
 
     async def authorize_conditional(
         self, requests: Sequence[QueryRequest], *, credentials: Credentials
     ) -> list[PolicyDecision]:
-        permissions = [_permission(r) for r in requests]
-        principal = credentials.principal
+        return await self._decide([_permission(r) for r in requests], credentials.principal)
+
+    async def _decide(self, permissions: list[Permission], principal: Principal) -> list[PolicyDecision]:
+        """Services by their restrictions; anyone else: allowed while permissions are off, else the policy."""
         if principal.type == "service":
             return [service_decision(self.plugin_id, principal, p) for p in permissions]
         if not self._enabled():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import Awaitable
 from typing import Any
 
@@ -125,3 +126,18 @@ def test_bad_external_access_config_names_the_entry(entry: dict[str, object], me
     with pytest.raises(ConfigError, match=r"backend\.auth\.externalAccess\[0\]") as err:
         static_tokens_from_config(config)
     assert err.match(message)
+
+
+def test_a_cached_token_is_answered_at_once_and_keeps_nothing_per_call() -> None:
+    auth = _auth().inner
+    headers = _bearer("t0k3n-abcdef")
+    first = _principal(auth.authenticate("x", [], "/a", headers))
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(10_000):
+            assert auth.authenticate("x", [], "/a", headers) is first  # no awaitable, no new principal
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1024, "memory kept per cached verification"

@@ -99,12 +99,6 @@ def kernel(site: Path, issuer: Issuer, tmp_path_factory: pytest.TempPathFactory)
     k.stop()
 
 
-@pytest.fixture
-def client(kernel: KernelProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=kernel.url, timeout=20) as c:
-        yield c
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

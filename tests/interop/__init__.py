@@ -1,0 +1,1 @@
+"""Interoperability with the reference system (Backstage), driven by its own code in Node."""
