@@ -64,8 +64,9 @@ def expiry_of(token: str) -> float | None:
 def limited_token_of(user_token: str) -> tuple[str, float]:
     """The limited token of a user token, and its expiry: the user token's ``uip`` signs it.
 
-    A limited token is returned as it is; a user token without ``uip`` (older issuers) too.
-    Raises ``ValueError`` for anything that is not a user token.
+    As Backstage's ``createLimitedUserToken``: a limited token, or an untyped (older) user token,
+    is returned as it is; a user token without ``uip`` cannot be limited and raises ``ValueError``,
+    as does anything that is not a user token.
     """
     parts = parts_of(user_token)
     if parts is None:
@@ -75,19 +76,20 @@ def limited_token_of(user_token: str) -> tuple[str, float]:
     if not isinstance(exp, (int, float)):
         raise ValueError("the user token has no expiry")
     typ = header.get("typ")
-    if typ == LIMITED_USER_TYP or not claims.get("uip"):
+    if typ is None or typ == LIMITED_USER_TYP:
         return user_token, float(exp)
     if typ != USER_TYP:
-        raise ValueError(f"a {typ or 'untyped'} token is not a user token")
+        raise ValueError(f"a {typ} token is not a user token")
+    if not claims.get("uip"):
+        raise ValueError("the user token is missing its user identity proof ('uip')")
     # the order and keys of header and payload are those the issuer signed (as Backstage's auth backend),
-    # serialised as JavaScript's JSON.stringify does: no spaces, non-ASCII left as UTF-8
+    # serialised as JavaScript's JSON.stringify does: no spaces, non-ASCII left as UTF-8, absent keys left out
     limited_header = {"typ": LIMITED_USER_TYP, "alg": header.get("alg"), "kid": header.get("kid")}
     limited_claims = {"sub": claims.get("sub"), "iat": claims.get("iat"), "exp": exp}
-    token = ".".join(
-        [
-            b64encode(json.dumps(limited_header, separators=(",", ":"), ensure_ascii=False).encode()),
-            b64encode(json.dumps(limited_claims, separators=(",", ":"), ensure_ascii=False).encode()),
-            str(claims["uip"]),
-        ]
-    )
+    token = ".".join([_json_segment(limited_header), _json_segment(limited_claims), str(claims["uip"])])
     return token, float(exp)
+
+
+def _json_segment(value: dict[str, Any]) -> str:
+    present = {k: v for k, v in value.items() if v is not None}
+    return b64encode(json.dumps(present, separators=(",", ":"), ensure_ascii=False).encode())

@@ -8,6 +8,9 @@ and verify; user tokens come from ``@backstage/plugin-auth-backend``'s own ``Tok
 is a real kernel with plugins ``caller`` and ``callee`` (as ``tests/services/test_auth_tokens.py``).
 Each side finds the other's plugins, and ``auth``, through its discovery config, nothing else.
 
+The tests at the end pin ``services.auth.tokens.limited_token_of`` to Backstage's
+``createLimitedUserToken`` on the edge cases (a header without ``kid``, a token without ``uip``).
+
 Node packages: ``scripts/interop-setup`` (``npm ci --ignore-scripts``), run here when needed.
 """
 
@@ -31,7 +34,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kernel.testing import KernelProcess, free_port, make_package
-from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, limited_token_of
+from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, b64encode, limited_token_of
 from tests import plugins
 from tests.conftest import assert_error_shape, base_config
 
@@ -159,12 +162,17 @@ def test_the_kernel_accepts_a_plugin_token_of_a_backstage_plugin(systems: System
     got = systems.backstage.get("/api/bsplugin/call", params={"target": "callee", "path": "/whoami"}).json()
     assert got["status"] == 200, got
     assert got["body"] == {"type": "service", "subject": "plugin:bsplugin", "actor": ""}
-    header, claims = jwt.get_unverified_header(got["token"]), jwt.decode(got["token"], options={"verify_signature": False})
+    header, claims = (
+        jwt.get_unverified_header(got["token"]),
+        jwt.decode(got["token"], options={"verify_signature": False}),
+    )
     assert header["typ"] == PLUGIN_TYP and header["alg"] == "ES256"
     assert claims["sub"] == "bsplugin" and claims["aud"] == "callee" and claims["exp"] - claims["iat"] == 3600
     # the same token, presented by hand, passes where it is meant to and nowhere else
     assert systems.kernel.get("/api/callee/whoami", headers=bearer(got["token"])).json()["subject"] == "plugin:bsplugin"
-    assert_error_shape(systems.kernel.get("/api/other/whoami", headers=bearer(got["token"])), 401, "AuthenticationError")
+    assert_error_shape(
+        systems.kernel.get("/api/other/whoami", headers=bearer(got["token"])), 401, "AuthenticationError"
+    )
 
 
 # -- user tokens ---------------------------------------------------------------------------------------
@@ -183,9 +191,15 @@ def test_our_limited_token_of_a_backstage_user_token_is_backstages_and_verifies(
     ours, expires = limited_token_of(token)
     theirs = systems.backstage.post("/api/bsplugin/limited", json={"token": token}).json()
     assert ours == theirs["token"] and expires == theirs["expiresAt"]
-    assert jwt.get_unverified_header(ours) == {"typ": LIMITED_USER_TYP, "alg": "ES256", "kid": jwt.get_unverified_header(token)["kid"]}
+    assert jwt.get_unverified_header(ours) == {
+        "typ": LIMITED_USER_TYP,
+        "alg": "ES256",
+        "kid": jwt.get_unverified_header(token)["kid"],
+    }
     claims = jwt.decode(ours, backstage_user_key(systems, token), algorithms=["ES256"])
-    assert claims["sub"] == USER and claims == {k: jwt.decode(token, options={"verify_signature": False})[k] for k in ("sub", "iat", "exp")}
+    assert claims["sub"] == USER and claims == {
+        k: jwt.decode(token, options={"verify_signature": False})[k] for k in ("sub", "iat", "exp")
+    }
 
 
 def test_backstage_rebuilds_and_verifies_the_limited_token_of_our_user_token(systems: Systems) -> None:
@@ -234,3 +248,39 @@ def test_a_user_ref_beyond_ascii_gives_the_same_limited_token(systems: Systems) 
         "/api/caller/call-as-user", params={"target": "bsplugin", "path": "/whoami"}, headers=bearer(token)
     ).json()
     assert got == {"type": "user", "subject": NON_ASCII_USER, "actor": "plugin:caller"}
+
+
+def _sign(header: dict[str, Any], claims: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    """A compact JWS with exactly this header and these claims, key order kept (as jose writes them)."""
+    from jwt.algorithms import ECAlgorithm
+
+    encode = lambda part: b64encode(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())  # noqa: E731
+    signing_input = f"{encode(header)}.{encode(claims)}"
+    return f"{signing_input}.{b64encode(ECAlgorithm(ECAlgorithm.SHA256).sign(signing_input.encode(), key))}"
+
+
+def _user_token(*, kid: str | None, uip: bool) -> str:
+    """A user token as Backstage's issueUserToken signs it: no ``kid`` header when the key has none."""
+    key, now = ec.generate_private_key(ec.SECP256R1()), int(time.time())
+    kid_part = {"kid": kid} if kid else {}
+    claims: dict[str, Any] = {"iss": "x", "sub": USER, "ent": GROUPS, "aud": "backstage", "iat": now, "exp": now + 600}
+    if uip:
+        limited = _sign(
+            {"typ": LIMITED_USER_TYP, "alg": "ES256", **kid_part}, {"sub": USER, "iat": now, "exp": now + 600}, key
+        )
+        claims["uip"] = limited.rsplit(".", 1)[1]
+    return _sign({"typ": USER_TYP, "alg": "ES256", **kid_part}, claims, key)
+
+
+def test_the_limited_token_of_a_user_token_without_key_id_is_backstages(systems: Systems) -> None:
+    token = _user_token(kid=None, uip=True)
+    theirs = systems.backstage.post("/api/bsplugin/limited", json={"token": token}).json()
+    assert limited_token_of(token)[0] == theirs["token"]
+
+
+def test_a_user_token_without_identity_proof_gives_no_limited_token(systems: Systems) -> None:
+    token = _user_token(kid="k1", uip=False)
+    answer = systems.backstage.post("/api/bsplugin/limited", json={"token": token})
+    assert answer.status_code == 401 and "missing user identity proof" in answer.json()["error"]["message"]
+    with pytest.raises(ValueError):
+        limited_token_of(token)
