@@ -68,7 +68,7 @@ class DefaultAuth:
         if principal.type == "user":
             if not on_behalf_of.token:
                 raise AuthenticationError("These user credentials carry no token to act on the user's behalf")
-            limited, user_exp = limited_token_of(on_behalf_of.token)
+            limited, user_exp = await self.get_limited_user_token(on_behalf_of)
             claims["obo"] = limited
             exp = min(exp, int(user_exp))
         elif principal.type != "service":
