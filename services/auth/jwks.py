@@ -22,7 +22,11 @@ DEFAULT_MIN_REFRESH = 1.0
 
 
 class KeysUnavailable(Exception):
-    """The key set could not be fetched (unreachable, an error status, not a JWKS)."""
+    """The key set could not be fetched (unreachable, an error status, not a JWKS); ``status``: the HTTP one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JwksClient:
@@ -86,7 +90,7 @@ class JwksClient:
         finally:
             self._fetched_at = time.monotonic()
         if status != 200:
-            raise KeysUnavailable(f"fetching keys from {url} answered {status}")
+            raise KeysUnavailable(f"fetching keys from {url} answered {status}", status)
         try:
             self._keys = _parse(document)
         except (ValueError, jwt.PyJWTError) as exc:

@@ -61,7 +61,8 @@ class _Keys:
             key = await self.client(plugin_id, path).get_key(kid)
         except KeysUnavailable as exc:
             base = await self._discovery.get_base_url(plugin_id)
-            if self._own_origin is not None and base.startswith(self._own_origin):
+            if exc.status == 503 and self._own_origin is not None and base.startswith(self._own_origin):
+                # a plugin of this kernel that is starting: its keys come with its first worker
                 raise ServiceUnavailableError(f"The keys of plugin '{plugin_id}' are not available yet") from None
             raise AuthenticationError(f"Cannot verify the token: {exc}") from None
         if key is None:
