@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from kernel.errors import KernelError
 from kernel.protocol import Credit, End, Message, RequestBody, RequestHead
 from kernel.worker.streams import Send, Stream, error_response
 
@@ -64,7 +65,9 @@ class Dispatcher:
         except Exception as exc:  # plugin code may raise anything
             url = head.path + ("?" + head.query.decode("latin-1") if head.query else "")
             status, body = error_response(exc, head.method, url, self.dev)
-            if status >= 500:
+            if status >= 500 and isinstance(exc, KernelError):  # raised on purpose: say it, no traceback
+                log.warning("%s %s in plugin '%s': %s: %s", head.method, url, self.plugin_id, exc.name, exc)
+            elif status >= 500:
                 log.exception("%s %s failed in plugin '%s'", head.method, url, self.plugin_id)
             stream.fail(exc, status, body)
         finally:

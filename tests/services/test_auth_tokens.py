@@ -256,10 +256,15 @@ def test_a_token_of_a_plugin_still_starting_is_503(site: Path, tmp_path: Path) -
     config["backend"]["workers"]["startTimeout"] = 600
     k = KernelProcess(config, paths=[site, tmp_path]).start(wait=False)
     try:
-        wait_for(  # the gateway routes (echo is up); the plugin is starting
-            lambda: k.readiness()[1].get("plugins", {}).get("starting") == "starting",
-            20,
-            "the kernel never reported the plugin as starting",
+
+        def echo_up_and_plugin_starting() -> bool:
+            not_ready = k.readiness()[1].get("plugins", {})
+            return not_ready.get("starting") == "starting" and "echo" not in not_ready
+
+        wait_for(
+            echo_up_and_plugin_starting,
+            30,
+            "echo never came up beside the starting plugin",
             ignore=(OSError, ValueError),
         )
         with httpx.Client(base_url=k.url, timeout=20) as c:

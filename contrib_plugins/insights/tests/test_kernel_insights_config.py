@@ -39,9 +39,10 @@ def test_config_check_accepts_the_seed_config_when_the_variable_is_set(tmp_path:
     assert "config OK" in done.stdout
 
 
-def test_config_check_names_the_key_when_the_variable_is_unset(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [SEED_CONFIG, "insights: {}\n", "insights:\n  externalApiUrl: null\n"])
+def test_config_check_names_the_key_when_it_is_missing(tmp_path: Path, config: str) -> None:
     # an unset ${VAR} makes the key vanish (as in Backstage): `insights: {}` is left
-    done = _check(tmp_path, SEED_CONFIG)
+    done = _check(tmp_path, config)
     assert done.returncode == 1
     assert "'insights'" in done.stderr and "`externalApiUrl`" in done.stderr, done.stderr
 
@@ -52,7 +53,6 @@ def test_config_check_names_the_key_when_the_variable_is_unset(tmp_path: Path) -
         ({"externalApiUrl": "insights.internal"}, "insights.externalApiUrl"),
         ({"externalApiUrl": "ftp://insights.internal"}, "insights.externalApiUrl"),
         ({"externalApiUrl": "http://user:pw@insights.internal"}, "insights.externalApiUrl"),
-        ({"externalApiUrl": None}, "insights.externalApiUrl"),
         ({"externalApiUrl": "http://insights.internal", "timeoutSeconds": 0}, "insights.timeoutSeconds"),
         ({"externalApiURL": "http://insights.internal"}, "externalApiURL"),  # a typo is not ignored
     ],
