@@ -196,12 +196,38 @@ class ExternalAccess(msgspec.Struct, rename="camel", frozen=True):
     access_restrictions: list[AccessRestriction] | None = None
 
 
+class StaticKey(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
+    """A key pair from files: ``publicKeyFile`` (SPKI PEM), ``privateKeyFile`` (PKCS#8 PEM, to sign with)."""
+
+    public_key_file: str
+    key_id: str
+    private_key_file: str | None = None
+    algorithm: Literal["ES256"] = "ES256"
+
+
+class StaticKeys(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    keys: list[StaticKey] = []
+
+
+class PluginKeyStore(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``backend.auth.pluginKeyStore`` (the reference system's key): where plugins' signing keys come from.
+
+    ``database`` (default): each worker makes its own, published through the plugin's database.
+    ``static``: ``static.keys`` from files, the first one signs (it needs its private key file),
+    every one is published; the same files can serve several backends.
+    """
+
+    type: Literal["database", "static"] = "database"
+    static: StaticKeys = StaticKeys()
+
+
 class AuthSettings(msgspec.Struct, rename="camel", frozen=True):
     """``backend.auth``; other keys belong to the token system's packages and are ignored here."""
 
     external_access: list[ExternalAccess] = []
     #: how long a plugin signs with one key (and its tokens live at most); a new key follows
     key_duration_seconds: float = 3600.0
+    plugin_key_store: PluginKeyStore = PluginKeyStore()
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -287,6 +313,12 @@ def read_settings(config: ConfigReader) -> Settings:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")
     if not 0 < settings.auth.key_duration_seconds <= 3600:
         raise ConfigError("Invalid config: backend.auth.keyDurationSeconds must be more than 0 and at most 3600")
+    store = settings.auth.plugin_key_store
+    if store.type == "static" and (not store.static.keys or store.static.keys[0].private_key_file is None):
+        raise ConfigError(
+            "Invalid config: backend.auth.pluginKeyStore of type static needs static.keys, "
+            "the first with a privateKeyFile to sign with"
+        )
     return settings
 
 

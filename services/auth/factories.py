@@ -21,7 +21,7 @@ from kernel.api import (
 )
 from services.auth.client import HttpPluginClient
 from services.auth.http_auth import DefaultHttpAuth
-from services.auth.keys import PluginKeys
+from services.auth.keys import PluginKeys, StaticPluginKeys
 from services.auth.service import DefaultAuth
 from services.auth.user_info import TokenUserInfo
 from services.auth.verifiers import token_verifiers
@@ -64,8 +64,14 @@ def _auth(
     router: HttpRouter,
 ) -> DefaultAuth:
     verifiers: list[CredentialVerifier] = [*token_verifiers(discovery), *_external(config)]
-    key_seconds = read_settings(config).auth.key_duration_seconds
-    auth = DefaultAuth(meta.plugin_id, PluginKeys(database, logger.child(component="auth"), key_seconds), verifiers)
+    settings = read_settings(config).auth
+    store = settings.plugin_key_store
+    keys: PluginKeys | StaticPluginKeys
+    if store.type == "static":
+        keys = StaticPluginKeys(store.static.keys, settings.key_duration_seconds)
+    else:
+        keys = PluginKeys(database, logger.child(component="auth"), settings.key_duration_seconds)
+    auth = DefaultAuth(meta.plugin_id, keys, verifiers)
     auth.serve_keys(router)
     return auth
 

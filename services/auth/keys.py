@@ -13,9 +13,10 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from kernel.api import DatabaseService, Logger
+from kernel.api import ConfigError, DatabaseService, Logger, StaticKey
 from services.auth.tokens import ALGORITHM, PLUGIN_TOKEN_SECONDS
 
 MIGRATIONS = [
@@ -97,3 +98,40 @@ class PluginKeys:
             await self._database.migrate(MIGRATIONS)
             self._migrated = True
         return await self._database.get_client()
+
+
+class StaticPluginKeys:
+    """Keys from files (``backend.auth.pluginKeyStore.type: static``): the first signs, every one is published."""
+
+    def __init__(self, keys: Sequence[StaticKey], key_seconds: float = PLUGIN_TOKEN_SECONDS) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+        from jwt.algorithms import ECAlgorithm
+
+        self.key_seconds = key_seconds
+        self._public: list[dict[str, Any]] = []
+        for key in keys:
+            public = load_pem_public_key(_read(key.public_key_file, "publicKeyFile"))
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise ConfigError(f"Invalid config: backend.auth.pluginKeyStore key '{key.key_id}' is not an EC key")
+            jwk: dict[str, Any] = ECAlgorithm.to_jwk(public, as_dict=True)
+            jwk.update(kid=key.key_id, alg=key.algorithm, use="sig")
+            self._public.append(jwk)
+        first = keys[0]
+        assert first.private_key_file is not None  # checked with the settings
+        private = load_pem_private_key(_read(first.private_key_file, "privateKeyFile"), password=None)
+        self._signing = SigningKey(first.key_id, private, float("inf"))
+
+    async def signing_key(self) -> SigningKey:
+        return self._signing
+
+    async def public_keys(self) -> list[dict[str, Any]]:
+        return list(self._public)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"Invalid config: backend.auth.pluginKeyStore {what} '{path}': {exc.strerror}") from None

@@ -25,7 +25,7 @@ from kernel.api import (
     Principal,
     PrincipalType,
 )
-from services.auth.keys import PluginKeys
+from services.auth.keys import PluginKeys, StaticPluginKeys
 from services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
 from services.auth.verifiers import PLUGIN_JWKS_PATH
 
@@ -33,7 +33,9 @@ from services.auth.verifiers import PLUGIN_JWKS_PATH
 class DefaultAuth:
     """A ``kernel.api.Auth`` for plugin ``plugin_id``."""
 
-    def __init__(self, plugin_id: str, keys: PluginKeys, verifiers: Sequence[CredentialVerifier]) -> None:
+    def __init__(
+        self, plugin_id: str, keys: PluginKeys | StaticPluginKeys, verifiers: Sequence[CredentialVerifier]
+    ) -> None:
         self.plugin_id = plugin_id
         self._keys = keys
         self._verifiers = list(verifiers)

@@ -6,6 +6,9 @@ it; verifiers that meet an unknown key id fetch the key set again (after a short
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from kernel.testing import KernelProcess, make_package, wait_for
 from tests import plugins
@@ -94,3 +104,44 @@ def test_two_kernels_sharing_postgresql_verify_each_others_tokens(site: Path, ca
             token = c.get(f"{issuer.url}/api/caller/token", params={"target": "callee"}).text
             got = c.get(f"{verifier.url}/api/callee/whoami", headers={"Authorization": f"Bearer {token}"})
             assert got.json() == {"type": "service", "subject": "plugin:caller", "actor": ""}, got.text
+
+
+def _key_files(directory: Path, name: str) -> tuple[Path, Path]:
+    """A P-256 pair as openssl makes them: PKCS#8 private and SPKI public PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = directory / f"{name}.key", directory / f"{name}.pub"
+    private.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def test_static_key_files_sign_and_every_one_is_published(site: Path, callers: Path, tmp_path: Path) -> None:
+    signing, signing_public = _key_files(tmp_path, "current")
+    _, old_public = _key_files(tmp_path, "previous")
+    store = {
+        "type": "static",
+        "static": {
+            "keys": [
+                {"publicKeyFile": str(signing_public), "privateKeyFile": str(signing), "keyId": "current"},
+                {"publicKeyFile": str(old_public), "keyId": "previous"},  # still published, no longer signs
+            ]
+        },
+    }
+    config = _config({"connection": {"directory": str(tmp_path)}}, pluginKeyStore=store)
+    with KernelProcess(config, paths=[site, callers]) as k, httpx.Client(base_url=k.url, timeout=30) as c:
+        token = c.get("/api/caller/token", params={"target": "callee"}).text
+        assert jwt.get_unverified_header(token)["kid"] == "current"
+        assert _kids(c) == {"current", "previous"}
+        assert _call(c)["body"]["subject"] == "plugin:caller"
+
+
+def test_a_static_key_store_without_a_signing_key_stops_startup(tmp_path: Path) -> None:
+    _, public = _key_files(tmp_path, "only-public")
+    cfg = tmp_path / "app-config.yaml"
+    store = {"type": "static", "static": {"keys": [{"publicKeyFile": str(public), "keyId": "k"}]}}
+    cfg.write_text(json.dumps({"backend": {"listen": {"port": 0}, "auth": {"pluginKeyStore": store}}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernel.cli", "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "pluginKeyStore of type static needs static.keys, the first with a privateKeyFile" in proc.stderr
