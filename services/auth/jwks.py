@@ -1,6 +1,8 @@
 """Public keys fetched from a JWKS URL: cached by key id, refreshed on an unknown one, never a hang.
 
-A ``JwksClient`` fetches ``{"keys": [...]}`` asynchronously (aiohttp) with a time bound. A key id
+A ``JwksClient`` fetches ``{"keys": [...]}`` with the standard library's HTTP client in a thread
+(fetches are rare, and a gateway that verifies tokens then loads no HTTP client library), with a
+time bound. A key id
 it does not know triggers a refresh, at most once per ``min_refresh`` seconds: a lookup inside
 that cooldown waits for its end and the next fetch (a replica's or a rotated key is published
 before it signs, so it is found then), and forged key ids cannot make it hammer the issuer;
@@ -10,6 +12,7 @@ concurrent lookups share one fetch. An issuer that cannot be reached raises ``Ke
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MIN_REFRESH = 1.0
+MAX_JWKS_BYTES = 1024 * 1024
 
 
 class KeysUnavailable(Exception):
@@ -74,18 +78,12 @@ class JwksClient:
                 self._fetching = None
 
     async def _fetch(self) -> None:
-        import aiohttp
         import jwt  # loaded with the first key set: a process that never verifies never pays for it
 
         url = await self._url()
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session,
-                session.get(url) as response,
-            ):
-                status = response.status
-                document = await response.json(content_type=None) if status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            status, document = await asyncio.to_thread(_get_json, url, self._timeout)
+        except (OSError, ValueError) as exc:
             raise KeysUnavailable(f"cannot fetch keys from {url}: {type(exc).__name__}: {exc}") from None
         finally:
             self._fetched_at = time.monotonic()
@@ -95,6 +93,19 @@ class JwksClient:
             self._keys = _parse(document)
         except (ValueError, jwt.PyJWTError) as exc:
             raise KeysUnavailable(f"{url} did not answer a JWKS: {exc}") from None
+
+
+def _get_json(url: str, timeout: float) -> tuple[int, Any]:
+    """``GET url`` (in a thread): the status and, for a 200, the JSON body (at most 1 MiB)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read(MAX_JWKS_BYTES))
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
 
 
 def _parse(document: Any) -> dict[str, jwt.PyJWK]:
