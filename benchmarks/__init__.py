@@ -1,1 +1,8 @@
-"""Load tests for kernel: ``python -m benchmarks --help`` (see benchmarks/README.md)."""
+"""Load tests for kernel: ``python -m benchmarks --help`` or ``kernel bench --help`` (see benchmarks/README.md).
+
+Nothing here imports psutil or starts anything: ``benchmarks.command`` (the ``kernel bench``
+subcommand) is loaded by every ``kernel`` command, and ``--help`` works without the ``bench`` extra.
+"""
+
+SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "startup", "recovery")
+LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download")

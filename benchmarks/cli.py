@@ -1,4 +1,8 @@
-"""``python -m benchmarks``: start each system under test, load it on loopback, print the table."""
+"""``python -m benchmarks`` (or ``kernel bench``): start each system under test, load it on loopback, print the table.
+
+The runner (and psutil, the ``bench`` extra) is imported only once the arguments are parsed:
+``--help`` works on any install.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import loadgen, report
-from benchmarks.runner import SCENARIOS, Options, Runner
+from benchmarks import SCENARIOS, loadgen, report
 
 DESCRIPTION = """\
 Benchmarks of kernel: the plain in-process Starlette baseline and the same
@@ -73,9 +76,9 @@ def _positive(kind: Callable[[str], Any], minimum: float = 1) -> Callable[[str],
     return parse
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -119,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=1,
         metavar="N",
-        help="measurements per row, the row keeps the median (default 1; the issue's targets use 3)",
+        help="measurements per row, the row keeps the median (default 1; the targets are set for 3)",
     )
     p.add_argument(
         "--loadgen",
@@ -171,12 +174,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    args = parser(prog).parse_args(argv)
     scenarios = _csv(args.scenario) or list(SCENARIOS)
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
-        parser().error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        parser(prog).error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    try:
+        from benchmarks.runner import Options, Runner
+    except ModuleNotFoundError as exc:
+        if exc.name != "psutil":
+            raise
+        print(
+            f"{prog}: psutil is not installed: pip install 'kernel[bench]' (scripts/setup installs it)",
+            file=sys.stderr,
+        )
+        return 2
     servers = ["hypercorn", "uvicorn"] if args.server == "both" else [args.server]
     opts = Options(
         servers=servers,

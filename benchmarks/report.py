@@ -1,4 +1,4 @@
-"""Ratios to the baseline, the table, the issue-4 targets, JSON and the optional PNG plot."""
+"""Ratios to the baseline, the table, the project's performance targets, JSON and the optional PNG plot."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-# -- the targets of issue 4 --------------------------------------------------------------------------
+# -- the targets (benchmarks/README.md, "Targets") ---------------------------------------------------
 
 
 def _find(rows: list[Row], server: str, scenario: str, variant: str | None = None) -> Row | None:
@@ -99,7 +99,7 @@ def _find(rows: list[Row], server: str, scenario: str, variant: str | None = Non
 
 
 def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
-    """(target, measured, met) for every target of issue 4 the rows can speak to."""
+    """(target, measured, met) for every target the rows can speak to."""
     out: list[tuple[str, str, bool]] = []
     for server in dict.fromkeys(r["server"] for r in rows):
         hello = _find(rows, server, "hello", "1gw/1wk")
@@ -173,7 +173,7 @@ def targets_text(rows: list[Row]) -> str:
     if not items:
         return ""
     width = max(len(t) for t, _, _ in items)
-    lines = ["Issue-4 targets (the issue asks for the median of 3 runs: --runs 3):"]
+    lines = ["Targets (set for the median of 3 runs: --runs 3):"]
     lines += [f"  {'met ' if ok else 'MISS'}  {t:<{width}}  {m}" for t, m, ok in items]
     return "\n".join(lines)
 

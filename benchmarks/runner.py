@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import LOAD_SCENARIOS
 from benchmarks.download import download
 from benchmarks.loadgen import Load, LoadGenerator, LoadResult
 from benchmarks.procs import (
@@ -30,8 +31,6 @@ from benchmarks.procs import (
     installed_plugins,
 )
 
-SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "startup", "recovery")
-LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download")
 SMALL_DOWNLOAD = 1024 * 1024
 
 ROW_KEYS = (

@@ -6,6 +6,7 @@ boot-failure messages, never its API.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -24,6 +25,8 @@ ENTRY_POINT_GROUP = "kernel.plugins"
 KERNEL_DISTRIBUTION = "kernel"
 #: services the kernel hands to the container itself
 PRESET_SERVICES = ("core.rootConfig", "core.rootHooks", "core.pluginMetadata", "core.httpRouter")
+
+log = logging.getLogger("kernel")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Registry:
     plugins: dict[str, PluginEntry] = field(default_factory=dict)
     factories: dict[str, ServiceFactory] = field(default_factory=dict)
     failures: list[LoadFailure] = field(default_factory=list)
+    #: problems that load anyway, e.g. an entry point named otherwise than its plugin's id
+    warnings: list[str] = field(default_factory=list)
     providers: list[str] = field(default_factory=list)
     provider_eps: list[str] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
@@ -94,6 +99,9 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
     packages' plugins are not its to import; a gateway passes only the
     providers' keys and ``services=False`` (it builds no service). Nothing
     raises: each problem becomes a ``LoadFailure`` naming plugin and package.
+    What loads all the same but is likely a mistake goes to ``warnings``, logged
+    (logger ``kernel``) by the load of every package (``only=None``), so once per
+    command rather than once per worker.
     """
     reg = Registry(manager=new_manager())
     pm = reg.manager
@@ -127,6 +135,9 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
                     f"entry point '{ep.value}' is neither a BackendPlugin nor a module implementing kernel hooks",
                 )
             )
+    if wanted is None:
+        for warning in reg.warnings:
+            log.warning("%s", warning)
     if not services:
         return reg
     reg.factories = collect_factories(pm)
@@ -157,6 +168,12 @@ def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, ve
         reg.plugins.pop(obj.id)
         return
     reg.plugins[obj.id] = PluginEntry(obj.id, ep_key(ep), dist, version, _module_of(ep.value), obj)
+    if ep.name != obj.id:
+        reg.warnings.append(
+            f"plugin '{obj.id}' from package '{dist}': its entry point is named '{ep.name}' "
+            f"('{ep_key(ep)}'), not '{obj.id}'; the plugin is served at /api/{obj.id} and configured "
+            f"as '{obj.id}': name the entry point '{obj.id}'"
+        )
 
 
 def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:

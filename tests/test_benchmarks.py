@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.download import _Chunked
 from benchmarks.loadgen import _lua_string, parse_wrk
-from benchmarks.report import add_ratios, table, targets
+from benchmarks.report import add_ratios, table, targets, targets_text
 from benchmarks.runner import ROW_KEYS, echo_body, new_row
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,3 +167,6 @@ def test_ratios_and_targets() -> None:
     assert met["uvicorn: download-1gb >= 0.5x baseline MB/s"] is False
     assert met["uvicorn: ready with 5 plugins <= 2 s"] is True
     assert "hello [1gw/1wk]" in table(rows)
+    text = targets_text(rows)
+    assert text.startswith("Targets (set for the median of 3 runs: --runs 3):\n")
+    assert "MISS  uvicorn: hello p99 <= 2x baseline p99" in text and "issue" not in text.lower()

@@ -140,7 +140,7 @@ def test_config_check_validates_the_keys_a_package_declares(edge_site: Path, tmp
     assert _kernel(["config", "check", "--config", str(good)], [edge_site]).returncode == 0
     assert _kernel(["config", "check", "--config", str(absent)], [edge_site]).returncode == 0  # nothing to check
     proc = _kernel(["config", "check", "--config", str(bad)], [edge_site])
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Invalid config under 'acme'" in proc.stderr and "acme.region" in proc.stderr, proc.stderr
 
 

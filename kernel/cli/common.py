@@ -19,6 +19,12 @@ def config_paths(given: Sequence[str] | None) -> list[str]:
     return [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
 
 
+def no_config_file() -> str:
+    """What was looked for when no config file was found, and how to pass one."""
+    where = os.path.abspath(DEFAULT_CONFIG)
+    return f"no config file loaded: no --config given and {where} does not exist; pass one with --config FILE"
+
+
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", metavar="FILE", help="app-config file; repeat to merge")
 

@@ -6,6 +6,8 @@ plus the config keys installed packages declare through ``kernel_config_schemas`
 (``discovery.endpoints`` of the built-in services, for one) and, for every
 installed plugin with a ``config_schema``, the top-level key named after the plugin.
 ``print`` shows the merged config (YAML, or ``--json``) with every secret as ``<secret>``.
+Both need a config file (``--config``, else ``conf/app-config.yaml``); a config that is
+missing, does not load or does not validate exits 2, as ``kernel serve`` does.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 
 import yaml
 
-from kernel.cli.common import add_config_option, config_paths, registry
-from kernel.cli.serve import check_credentials
+from kernel.cli.common import add_config_option, config_paths, no_config_file, registry
+from kernel.cli.serve import check_credentials, check_settings
 from kernel.config import Config, ConfigError, load_config, plugin_secret_paths, redact_secrets, validate_plugin_config
 from kernel.registry import Registry
-from kernel.settings import read_section, read_settings
+from kernel.settings import read_section
+
+#: the exit code of a config that does not load or does not validate (as ``kernel serve``)
+CONFIG_ERROR = 2
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[list[str], Config | None]:
     paths = config_paths(args.config)
+    if not paths:
+        print(f"kernel: config error: {no_config_file()}", file=sys.stderr)
+        return paths, None
     try:
         return paths, load_config(paths)
     except ConfigError as exc:
@@ -67,10 +75,10 @@ def _declared_schemas(reg: Registry) -> dict[str, Any]:
 def cmd_check(args: argparse.Namespace) -> int:
     paths, config = _load(args)
     if config is None:
-        return 1
+        return CONFIG_ERROR
     reg = _registry()
     errors: list[str] = []
-    checks: list[Callable[[], object]] = [lambda: read_settings(config), lambda: check_credentials(reg, config)]
+    checks: list[Callable[[], object]] = [lambda: check_settings(config), lambda: check_credentials(reg, config)]
     for key, schema in _declared_schemas(reg).items():
         if config.has(key):
             checks.append(partial(read_section, config, key, schema))
@@ -90,15 +98,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {line}", file=sys.stderr)
     if errors:
         print(f"config check failed: {len(errors)} error(s)", file=sys.stderr)
-        return 1
-    print(f"config OK: {len(paths)} file(s), {checked} plugin schema(s) checked")
+        return CONFIG_ERROR
+    files = f"{len(paths)} file" if len(paths) == 1 else f"{len(paths)} files"
+    print(f"config OK: {', '.join(paths)} ({files}), {checked} plugin schema(s) checked")
     return 0
 
 
 def cmd_print(args: argparse.Namespace) -> int:
     _, config = _load(args)
     if config is None:
-        return 1
+        return CONFIG_ERROR
     schemas = {e.id: e.plugin.config_schema for e in _registry().plugins.values()}
     data = redact_secrets(config, plugin_secret_paths(schemas))
     if args.json:

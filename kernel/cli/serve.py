@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from kernel.cli.common import config_paths, registry
+from kernel.cli.common import config_paths, no_config_file, registry
 from kernel.config import Config, ConfigError, ReloadingConfig
 from kernel.registry import Registry, split_failures
 from kernel.settings import Settings, read_settings
@@ -22,13 +22,24 @@ from kernel.settings import Settings, read_settings
 def load_checked(paths: list[str], reg: Registry) -> tuple[ReloadingConfig, Settings]:
     """Load the config and check everything the kernel itself reads, so mistakes stop startup readably."""
     config = ReloadingConfig(paths, validate=_check_settings)
-    settings = read_settings(config.current)
+    settings = check_settings(config.current)
     check_credentials(reg, config.current)
     return config, settings
 
 
+def check_settings(config: Config) -> Settings:
+    """The kernel's settings, plus the checks only a running kernel would otherwise trip on (a port out of range)."""
+    settings = read_settings(config)
+    port = settings.listen.port
+    if not 0 <= port <= 65535:
+        source = config.source("backend.listen.port")
+        where = f" (from {source})" if source else ""
+        raise ConfigError(f"Invalid config: backend.listen.port must be between 0 and 65535, got {port}{where}")
+    return settings
+
+
 def _check_settings(config: Config) -> None:
-    read_settings(config)  # a reload that breaks the kernel's settings is refused
+    check_settings(config)  # a reload that breaks the kernel's settings is refused
 
 
 def check_credentials(reg: Registry, config: Config) -> None:
@@ -45,8 +56,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["KERNEL_ENV"] = "development"
     configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
     reg = registry()
+    paths = config_paths(args.config)
+    if not paths:
+        logging.getLogger("kernel").warning("%s; running on the defaults", no_config_file())
     try:
-        config, settings = load_checked(config_paths(args.config), reg)
+        config, settings = load_checked(paths, reg)
         configure_from_config(config, {p.id: p.plugin.config_schema for p in reg.plugins.values()})
     except ConfigError as exc:
         print(f"kernel: config error: {exc}", file=sys.stderr)

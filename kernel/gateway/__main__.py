@@ -68,7 +68,13 @@ async def serve(spec: GatewaySpec) -> int:
             draining.append(loop.create_task(drain(grace)))
 
     g = spec.settings.gateway
-    pool = WorkerPool(spec.index, spec.endpoint, spec.control, on_shutdown, partial(apply_config_update, config))
+
+    def tolerated(plugin_id: str) -> bool:
+        return spec.settings.boot_policy(plugin_id) == "continue"
+
+    pool = WorkerPool(
+        spec.index, spec.endpoint, spec.control, on_shutdown, partial(apply_config_update, config), tolerated
+    )
     api = ApiDispatcher(pool, auth, mount=g.mount, timeout=g.request_timeout, max_body=g.max_request_body_size)
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
     app = build_app(api, [route for routes in reversed(results) for route in routes], dev=spec.dev)

@@ -112,5 +112,10 @@ def _admit(verified: Verified, plugin_id: str, allow: str | None) -> Principal:
     principal = verified.principal
     restrictions = principal.access_restrictions
     if restrictions is not None and plugin_id not in restrictions:
+        if not plugin_id:  # an endpoint of the kernel's own (instance metadata, ...), outside every plugin
+            allowed = f"only access plugins: {', '.join(restrictions)}" if restrictions else "not access any plugin"
+            raise NotAllowedError(
+                f"This token may {allowed}; not the kernel's own endpoints, such as its instance metadata"
+            )
         raise NotAllowedError(f"This token may not access plugin '{plugin_id}'")
     return principal

@@ -1,5 +1,9 @@
 """The kernel's own endpoints at the gateway's root: liveness, readiness, instance metadata.
 
+Liveness is always 200 and lists failed plugins (``failed``: id -> reason). Readiness is 503
+while a plugin has no ready worker, except a failed plugin allowed to fail
+(``onPluginBootFailure: continue``), which readiness lists under ``failed`` and answers 200.
+
 A built-in hook provider: these routes come through ``kernel_root_routes``
 like those of any installed package (metrics, dashboards, ...).
 """
@@ -23,7 +27,8 @@ INSTANCE = "/.kernel/instance/v1/plugins"
 @hookimpl
 def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
     async def liveness(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        failed = {p.id: p.reason or p.state for p in gateway.plugin_states() if p.state == "failed"}
+        return JSONResponse({"status": "ok", "failed": failed} if failed else {"status": "ok"})
 
     async def readiness(request: Request) -> JSONResponse:
         ready, body = gateway.readiness()

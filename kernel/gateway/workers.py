@@ -60,7 +60,8 @@ class WorkerPool:
     """Owns the ROUTER socket workers connect to and the control link to the supervisor.
 
     ``on_shutdown(grace)`` runs when the supervisor says stop; ``on_config(update)`` when it
-    pushes a changed config.
+    pushes a changed config. ``tolerated(plugin_id)`` says whether the plugin may fail without
+    keeping the instance out of traffic (its ``onPluginBootFailure`` is ``continue``).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class WorkerPool:
         control: str,
         on_shutdown: Callable[[float], None],
         on_config: Callable[[ConfigUpdate], None] = lambda update: None,
+        tolerated: Callable[[str], bool] = lambda plugin_id: False,
     ) -> None:
         self.name = f"gateway-{index}"
         self.endpoint = endpoint
@@ -84,6 +86,7 @@ class WorkerPool:
         self._next = 0
         self._on_shutdown = on_shutdown
         self._on_config = on_config
+        self._tolerated = tolerated
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.workers: Channel | None = None
         self.control: Channel | None = None
@@ -182,11 +185,22 @@ class WorkerPool:
                     )
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every plugin has a ready worker, except failed plugins allowed to fail (listed as ``failed``).
+
+        A plugin failed under ``onPluginBootFailure: abort`` (flapping, say) keeps the instance unready.
+        """
         if not self.table_seen:
             return False, {"status": "starting"}
         if not self.accepting:
             return False, {"status": "stopping"}
-        not_ready = {p.id: (p.reason or p.state) for p in self.plugins.values() if p.state == "failed" or not p.workers}
-        if not_ready:
-            return False, {"status": "unavailable", "plugins": not_ready}
-        return True, {"status": "ok"}
+        failed: dict[str, str] = {}
+        not_ready: dict[str, str] = {}
+        for p in self.plugins.values():
+            if p.state == "failed" and self._tolerated(p.id):
+                failed[p.id] = p.reason or p.state
+            elif p.state == "failed" or not p.workers:
+                not_ready[p.id] = p.reason or p.state
+        body: dict[str, Any] = {"status": "unavailable", "plugins": not_ready} if not_ready else {"status": "ok"}
+        if failed:
+            body["failed"] = failed
+        return not not_ready, body

@@ -68,6 +68,7 @@ class Supervisor:
         self.stopping = False
         self._stop = asyncio.Event()
         self._abort: str | None = None
+        self._signal: int | None = None
         self._gateway_deaths = RestartPolicy(w.flapping_limit, w.flapping_window, 0.0, 0.0)
         self.listener: socket.socket | None = None
 
@@ -198,7 +199,7 @@ class Supervisor:
             return 1
         self.listener.set_inheritable(True)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
         self.config.subscribe(self._push_config)
         await self.config.start()
@@ -212,7 +213,7 @@ class Supervisor:
         log.info(
             "kernel listening on http://%s:%d with %d plugin(s): %s",
             listen.host,
-            listen.port,
+            self.listener.getsockname()[1],  # the port the listener got (backend.listen.port 0: a free one)
             len(self.plugins),
             ", ".join(self.plugins) or "none",
         )
@@ -224,7 +225,13 @@ class Supervisor:
         if self._abort is not None:
             print(f"kernel: {self._abort}", file=sys.stderr)
             return 1
-        return 0
+        # SIGTERM is a process manager's normal stop (0); SIGINT (Ctrl-C) an interruption, 128 + 2 as shells do
+        return 128 + signal.SIGINT if self._signal == signal.SIGINT else 0
+
+    def _on_signal(self, sig: int) -> None:
+        if self._signal is None:
+            self._signal = sig
+        self._stop.set()
 
     async def shutdown(self) -> None:
         """Drain: refuse new requests, let in-flight ones finish, stop workers, then force."""

@@ -91,7 +91,7 @@ def test_check_names_plugin_key_and_file(site: Path, tmp_path: Path) -> None:
     base = write(tmp_path, "base.yaml", GOOD)
     local = write(tmp_path, "local.yaml", "vault:\n  port: lots\n  extra: 1\n")
     proc = run(site, tmp_path, "check", "--config", base, "--config", local)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     err = proc.stderr
     assert "plugin 'vault'" in err and "package 'kernel-test-vault'" in err
     assert "'vault.port'" in err and local in err and "Expected `int`, got `str`" in err
@@ -99,7 +99,7 @@ def test_check_names_plugin_key_and_file(site: Path, tmp_path: Path) -> None:
 
 def test_check_reports_a_missing_required_field(site: Path, tmp_path: Path) -> None:
     proc = run(site, tmp_path, "check", "--config", write(tmp_path, "app-config.yaml", "app: {}\n"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "'vault.masterKey'" in proc.stderr and "missing required field" in proc.stderr
 
 
@@ -108,6 +108,7 @@ def test_check_reports_a_missing_required_field(site: Path, tmp_path: Path) -> N
     [
         ("backend:\n  gateway: {processes: 0}\n", "backend.gateway.processes"),
         ("backend:\n  listen: {port: nope}\n", "backend.listen.port"),
+        ("backend:\n  listen: {port: 70000}\n", "backend.listen.port must be between 0 and 65535"),
         ("backend:\n  logging: {level: loud}\n", "backend.logging.level"),
         ("backend:\n  config: {reload: {intervalSeconds: -1}}\n", "backend.config.reload.intervalSeconds"),
         ("discovery:\n  endpoints: [{target: http://x}]\n", "discovery.endpoints"),
@@ -117,13 +118,13 @@ def test_check_reports_a_missing_required_field(site: Path, tmp_path: Path) -> N
 )
 def test_check_validates_kernel_and_service_settings(site: Path, tmp_path: Path, text: str, key: str) -> None:
     proc = run(site, tmp_path, "check", "--config", write(tmp_path, "app-config.yaml", GOOD + text))
-    assert proc.returncode == 1, proc.stdout
+    assert proc.returncode == 2, proc.stdout
     assert key in proc.stderr, proc.stderr
 
 
 def test_check_fails_on_a_config_that_does_not_load(site: Path, tmp_path: Path) -> None:
     proc = run(site, tmp_path, "check", "--config", str(tmp_path / "missing.yaml"))
-    assert proc.returncode == 1 and "does not exist" in proc.stderr
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
 def test_print_redacts_secrets_as_yaml(site: Path, tmp_path: Path) -> None:
@@ -155,3 +156,28 @@ def test_print_uses_conf_app_config_by_default(site: Path, tmp_path: Path) -> No
     proc = run(site, tmp_path, "print", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"app": {"title": "from-conf"}}
+
+
+def test_check_says_which_files_it_loaded(site: Path, tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    write(tmp_path / "conf", "app-config.yaml", GOOD)
+    proc = run(site, tmp_path, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("config OK: conf/app-config.yaml (1 file), "), proc.stdout
+    local = write(tmp_path, "local.yaml", "app: {title: local}\n")
+    proc = run(site, tmp_path, "check", "--config", "conf/app-config.yaml", "--config", local)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"config OK: conf/app-config.yaml, {local} (2 files), "), proc.stdout
+
+
+@pytest.mark.parametrize("command", ["check", "print"])
+def test_no_config_file_is_a_clear_error(site: Path, tmp_path: Path, command: str) -> None:
+    proc = run(site, tmp_path, command)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert str(tmp_path / "conf" / "app-config.yaml") in proc.stderr and "--config FILE" in proc.stderr
+
+
+def test_print_fails_on_a_config_that_does_not_load(site: Path, tmp_path: Path) -> None:
+    proc = run(site, tmp_path, "print", "--config", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -11,7 +11,7 @@ import httpx
 
 from kernel.testing import KernelProcess, make_package
 from tests import plugins
-from tests.conftest import TOKEN, assert_error_shape, base_config
+from tests.conftest import RESTRICTED_TOKEN, TOKEN, assert_error_shape, base_config
 
 
 def _wait(k: KernelProcess, status: int) -> dict[str, object]:
@@ -50,3 +50,15 @@ def test_kernel_plugins_reports_a_running_instance(kernel: KernelProcess) -> Non
     assert "ready" in echo_line and "echo." in echo_line
     report = json.loads(run("--token", TOKEN, "--json").stdout)
     assert {"echo", "other"} <= {p["id"] for p in report["plugins"]}
+
+
+def test_a_token_restricted_to_plugins_is_told_so_at_the_instance_endpoint(kernel: KernelProcess) -> None:
+    with httpx.Client(base_url=kernel.url) as c:
+        restricted = {"Authorization": f"Bearer {RESTRICTED_TOKEN}"}
+        body = assert_error_shape(c.get("/.kernel/instance/v1/plugins", headers=restricted), 403, "NotAllowedError")
+        message = body["error"]["message"]  # type: ignore[index]
+        assert message == (
+            "This token may only access plugins: other; not the kernel's own endpoints, such as its instance metadata"
+        )
+        body = assert_error_shape(c.get("/api/echo/private/whoami", headers=restricted), 403, "NotAllowedError")
+        assert body["error"]["message"] == "This token may not access plugin 'echo'"  # type: ignore[index]

@@ -73,13 +73,13 @@ def test_flapping_plugin_is_marked_failed(site: Path, tmp_path: Path) -> None:
 
         def crashy_failed() -> tuple[int, dict[str, Any]] | None:
             code, body = k.readiness()
-            return (code, body) if "failed" in str(body.get("plugins", {}).get("crashy", "")) else None
+            return (code, body) if "failed" in str(body.get("failed", {}).get("crashy", "")) else None
 
         code, body = wait_for(
             crashy_failed, 20, lambda: f"crashy never marked failed\n{k.output()}", interval=0.1, ignore=(OSError,)
         )
-        assert code == 503
-        assert set(body["plugins"]) == {"crashy"}
+        assert code == 200  # crashy may fail (onPluginBootFailure: continue): the instance stays in traffic
+        assert set(body["failed"]) == {"crashy"} and "plugins" not in body
         with httpx.Client(base_url=k.url) as c:
             assert c.get("/api/echo/pid").status_code == 200
             assert_error_shape(c.get("/api/crashy/x"), 503, "ServiceUnavailableError")
@@ -90,6 +90,27 @@ def test_flapping_plugin_is_marked_failed(site: Path, tmp_path: Path) -> None:
             lambda: f"crashy restarted after failing\n{k.output()}",
         )
         assert k.output().count("worker crashy.") == 3, k.output()
+    finally:
+        k.stop()
+
+
+def test_a_flapping_plugin_that_may_not_fail_makes_the_instance_unready(site: Path) -> None:
+    config = base_config()
+    config["backend"]["workers"].update({"flappingLimit": 1, "flappingWindow": 60, "restartInitialDelay": 0.05})
+    k = KernelProcess(config, paths=[site]).start()  # onPluginBootFailure: abort, the default
+    try:
+        first = _echo_stats(k.url)["pid"]
+        os.kill(first, signal.SIGKILL)
+
+        def restarted() -> int | None:
+            pid = int(httpx.get(k.url + "/api/echo/pid", timeout=10).json()["pid"])
+            return pid if pid != first else None
+
+        os.kill(wait_for(restarted, 20, "echo was not restarted", ignore=(httpx.HTTPError, KeyError)), signal.SIGKILL)
+        body = k.wait_ready(status=503)
+        assert body["status"] == "unavailable" and set(body["plugins"]) == {"echo"}, body
+        assert body["plugins"]["echo"].startswith("failed: 2 worker deaths") and "failed" not in body
+        assert k.proc is not None and k.proc.poll() is None  # ever ready: failed, not a startup abort
     finally:
         k.stop()
 

@@ -43,7 +43,7 @@ def test_config_check_accepts_the_seed_config_when_the_variable_is_set(tmp_path:
 def test_config_check_names_the_key_when_it_is_missing(tmp_path: Path, config: str) -> None:
     # an unset ${VAR} makes the key vanish (as in Backstage): `insights: {}` is left
     done = _check(tmp_path, config)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a config error: 2, as `kernel serve`
     assert "'insights'" in done.stderr and "`externalApiUrl`" in done.stderr, done.stderr
 
 
@@ -59,7 +59,7 @@ def test_config_check_names_the_key_when_it_is_missing(tmp_path: Path, config: s
 )
 def test_config_check_names_an_invalid_key(tmp_path: Path, value: object, key: str) -> None:
     done = _check(tmp_path, {"insights": value})
-    assert done.returncode == 1
+    assert done.returncode == 2  # a config error: 2, as `kernel serve`
     assert key in done.stderr and "kernel-plugin-insights" in done.stderr, done.stderr
 
 
