@@ -156,6 +156,21 @@ def stays(
         time.sleep(interval)
 
 
+class RecordingLogger:
+    """A ``kernel.api.Logger`` that keeps the messages it is given, for services built in a test."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def _add(self, msg: str, **fields: Any) -> None:
+        self.lines.append(msg)
+
+    debug = info = warning = error = exception = _add
+
+    def child(self, **fields: Any) -> RecordingLogger:
+        return self
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

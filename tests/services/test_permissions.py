@@ -38,7 +38,7 @@ from kernel.api import (
     create_permission,
 )
 from kernel.config import Config
-from kernel.testing import KernelProcess, make_package, wait_for
+from kernel.testing import KernelProcess, RecordingLogger, make_package, wait_for
 from services.permissions import AllowAllPolicy, PluginPermissionsRegistry, PolicyPermissions, installed_policy
 from services.permissions.metadata import metadata
 from tests import plugins
@@ -230,24 +230,11 @@ class Recorder:
         return self.answers.get(request.permission.name, DENIED)
 
 
-class _Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def _add(self, msg: str, **fields: Any) -> None:
-        self.lines.append(msg)
-
-    debug = info = warning = error = exception = _add
-
-    def child(self, **fields: Any) -> _Log:
-        return self
-
-
 def service(
     policy: Recorder, *, enabled: bool = True, registry: PluginPermissionsRegistry | None = None
 ) -> PolicyPermissions:
     config = Config.from_dict({"permission": {"enabled": enabled}})
-    return PolicyPermissions("docs", config, registry or PluginPermissionsRegistry("docs"), policy, _Log())
+    return PolicyPermissions("docs", config, registry or PluginPermissionsRegistry("docs"), policy, RecordingLogger())
 
 
 def requests(*permissions: Permission) -> list[AuthorizeRequest]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kernel.errors import ConflictError, NotFoundError
-from kernel.testing import KernelProcess, make_package, wait_for, wait_for_async
+from kernel.testing import KernelProcess, RecordingLogger, make_package, wait_for, wait_for_async
 from services.database import PluginDatabase, create_database
 from services.scheduler import Cadence, TaskScheduler, open_task_store
 from tests import plugins
@@ -22,21 +22,6 @@ from tests.conftest import assert_error_shape
 from tests.services.conftest import AUTH, config_of, database_config, kernel_config, pg_fetch, worker_pids
 
 pytestmark = pytest.mark.usefixtures("engines_cleanup")
-
-
-class _Log:
-    """A Logger that keeps its lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def _add(self, msg: str, **fields: Any) -> None:
-        self.lines.append(msg)
-
-    debug = info = warning = error = exception = _add
-
-    def child(self, **fields: Any) -> _Log:
-        return self
 
 
 Instances = Callable[[], PluginDatabase]
@@ -64,7 +49,7 @@ async def schedulers(instance_db: Instances) -> AsyncIterator[Callable[[], TaskS
     made: list[TaskScheduler] = []
 
     def make() -> TaskScheduler:
-        made.append(TaskScheduler("sched", instance_db(), _Log(), poll_interval=POLL))
+        made.append(TaskScheduler("sched", instance_db(), RecordingLogger(), poll_interval=POLL))
         return made[-1]
 
     yield make
