@@ -311,6 +311,12 @@ def read_settings(config: ConfigReader) -> Settings:
     )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")
+    if not 0 <= settings.listen.port <= 65535:
+        source = config.source("backend.listen.port")
+        where = f" (from {source})" if source else ""
+        raise ConfigError(
+            f"Invalid config: backend.listen.port must be between 0 and 65535, got {settings.listen.port}{where}"
+        )
     if not 0 < settings.auth.key_duration_seconds <= 3600:
         raise ConfigError("Invalid config: backend.auth.keyDurationSeconds must be more than 0 and at most 3600")
     store = settings.auth.plugin_key_store

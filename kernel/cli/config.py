@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 
 from kernel.cli.common import add_config_option, config_paths, no_config_file, registry
-from kernel.cli.serve import check_credentials, check_settings
+from kernel.cli.serve import check_credentials
 from kernel.config import Config, ConfigError, load_config, plugin_secret_paths, redact_secrets, validate_plugin_config
 from kernel.registry import Registry
-from kernel.settings import read_section
+from kernel.settings import read_section, read_settings
 
 #: the exit code of a config that does not load or does not validate (as ``kernel serve``)
 CONFIG_ERROR = 2
@@ -78,7 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return CONFIG_ERROR
     reg = _registry()
     errors: list[str] = []
-    checks: list[Callable[[], object]] = [lambda: check_settings(config), lambda: check_credentials(reg, config)]
+    checks: list[Callable[[], object]] = [lambda: read_settings(config), lambda: check_credentials(reg, config)]
     for key, schema in _declared_schemas(reg).items():
         if config.has(key):
             checks.append(partial(read_section, config, key, schema))

@@ -22,24 +22,13 @@ from kernel.settings import Settings, read_settings
 def load_checked(paths: list[str], reg: Registry) -> tuple[ReloadingConfig, Settings]:
     """Load the config and check everything the kernel itself reads, so mistakes stop startup readably."""
     config = ReloadingConfig(paths, validate=_check_settings)
-    settings = check_settings(config.current)
+    settings = read_settings(config.current)
     check_credentials(reg, config.current)
     return config, settings
 
 
-def check_settings(config: Config) -> Settings:
-    """The kernel's settings, plus the checks only a running kernel would otherwise trip on (a port out of range)."""
-    settings = read_settings(config)
-    port = settings.listen.port
-    if not 0 <= port <= 65535:
-        source = config.source("backend.listen.port")
-        where = f" (from {source})" if source else ""
-        raise ConfigError(f"Invalid config: backend.listen.port must be between 0 and 65535, got {port}{where}")
-    return settings
-
-
 def _check_settings(config: Config) -> None:
-    check_settings(config)  # a reload that breaks the kernel's settings is refused
+    read_settings(config)  # a reload that breaks the kernel's settings is refused
 
 
 def check_credentials(reg: Registry, config: Config) -> None:
