@@ -131,8 +131,8 @@ class WorkerPool:
         kind = type(msg)
         if kind is ResponseHead or kind is ResponseBody or kind is Credit or kind is Error:
             stream = self.streams.get(msg.stream)  # type: ignore[union-attr]
-            if stream is None:
-                return
+            if stream is None or stream.worker.ident != peer:
+                return  # no such stream, or not the worker it was dispatched to: nobody answers for another
             if kind is ResponseBody:
                 stream.deliver_chunk(frames[-1], msg.more)  # type: ignore[union-attr]
             elif kind is ResponseHead:

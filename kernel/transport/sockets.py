@@ -11,12 +11,16 @@ import zmq
 
 #: bodies at least this large are sent without copying
 ZERO_COPY = 64 * 1024
+#: the largest frame a socket accepts; a peer sending more is disconnected by ZeroMQ, unread.
+#: Body chunks are at most 256 KiB and heads carry at most one; configs ride the control channel.
+MAX_FRAME = 16 * 1024 * 1024
 Context = zmq.Context[zmq.Socket[bytes]]
 
 
 def _socket(ctx: Context, kind: int, unbounded: bool) -> zmq.Socket[bytes]:
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
     if unbounded:  # flow control is the protocol's job
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
