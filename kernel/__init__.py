@@ -2,9 +2,9 @@
 
 The contract (what plugin authors and hook providers rely on; no I/O in any of it):
 ``api`` (the one module authors import), ``hookspecs`` and ``hooktypes`` (the hooks
-and their types), ``plugin``, ``service``, ``core_services``, ``errors``,
-``settings`` (every kernel setting with its one default) and ``protocol`` (the
-wire messages and their codec).
+and their types), ``plugin``, ``service``, ``core_services``, ``permissions`` (the
+permission framework's types), ``errors``, ``settings`` (every kernel setting with
+its one default) and ``protocol`` (the wire messages and their codec).
 
 Everything else is internal and may change between releases:
 
