@@ -34,6 +34,7 @@ from kernel.core_services import (
     UserInfo,
     UserInfoResult,
     core_services,
+    presented_token,
 )
 from kernel.errors import (
     AuthenticationError,
@@ -51,7 +52,7 @@ from kernel.errors import (
     NotImplementedError_ as NotImplementedError,
 )
 from kernel.hookspecs import hookimpl
-from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView, Verified
+from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView, Verified, verify_token
 from kernel.permissions import (
     ALLOWED,
     DENIED,
@@ -172,10 +173,12 @@ __all__ = [
     "create_service_ref",
     "hookimpl",
     "merge_config",
+    "presented_token",
     "principal_of",
     "read_section",
     "read_settings",
     "split_names",
+    "verify_token",
 ]
 
 

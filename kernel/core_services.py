@@ -166,6 +166,24 @@ PrincipalType = Literal["none", "user", "service", "unknown"]
 USER_COOKIE = "backstage-auth"
 
 
+def presented_token(headers: Sequence[tuple[bytes, bytes]], cookie_ok: bool) -> str | None:
+    """The token a request presents in its ASGI ``headers``: the bearer token, else (when ``cookie_ok``)
+    the ``USER_COOKIE``; ``None`` when there is none, ``""`` for an ``Authorization`` of another scheme."""
+    cookie = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token:
+                return token.strip()
+            return ""
+        if cookie_ok and name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, val = part.strip().partition("=")
+                if key == USER_COOKIE:
+                    cookie = val
+    return cookie
+
+
 class Auth(Protocol):
     """Tokens of the plugin: verify them, issue them for calls to other plugins (Backstage's AuthService)."""
 

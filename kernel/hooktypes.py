@@ -5,10 +5,13 @@ Contract: no I/O, nothing of ours beyond the other contract modules.
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kernel.errors import AuthenticationError
 from kernel.protocol import PluginState, Principal
 
 if TYPE_CHECKING:
@@ -42,6 +45,22 @@ class CredentialVerifier(Protocol):
     """
 
     def verify(self, token: str) -> Verified | Awaitable[Verified | None] | None: ...
+
+
+async def verify_token(verifiers: Sequence[CredentialVerifier], token: str) -> Verified | None:
+    """What the first verifier that knows ``token`` makes of it; ``None`` if none does.
+
+    A verifier's ``AuthenticationError`` passes through, and so does an answer that has expired
+    already (as ``AuthenticationError``): the gateway and the ``auth`` service decide the same way.
+    """
+    for verifier in verifiers:
+        result = verifier.verify(token)
+        verified = await result if inspect.isawaitable(result) else result
+        if verified is not None:
+            if verified.expires_at is not None and verified.expires_at <= time.time():
+                raise AuthenticationError("Expired credentials")
+            return verified
+    return None
 
 
 class GatewayView(Protocol):

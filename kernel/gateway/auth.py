@@ -7,13 +7,12 @@ plugs in the same way) and are replaced after every config reload.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Awaitable, Sequence
 
-from kernel.core_services import USER_COOKIE
+from kernel.core_services import presented_token
 from kernel.errors import AuthenticationError, NotAllowedError
-from kernel.hooktypes import CredentialVerifier, Verified
+from kernel.hooktypes import CredentialVerifier, Verified, verify_token
 from kernel.protocol import NO_PRINCIPAL, AuthPolicy, Principal
 
 
@@ -24,22 +23,6 @@ def policy_for(policies: Sequence[AuthPolicy], path: str) -> str | None:
         if not prefix or path == prefix or path.startswith(prefix + "/"):
             return p.allow
     return None
-
-
-def _credentials(headers: Sequence[tuple[bytes, bytes]], cookie_ok: bool) -> str | None:
-    cookie = None
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token:
-                return token.strip()
-            return ""
-        if cookie_ok and name == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                key, _, val = part.strip().partition("=")
-                if key == USER_COOKIE:
-                    cookie = val
-    return cookie
 
 
 class Authenticator:
@@ -64,7 +47,7 @@ class Authenticator:
         self, plugin_id: str, policies: Sequence[AuthPolicy], path: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> Principal | Awaitable[Principal]:
         allow = policy_for(policies, path) if policies else None
-        token = _credentials(headers, allow == "user-cookie")
+        token = presented_token(headers, allow == "user-cookie")
         if token is None:
             if allow == "unauthenticated":
                 return NO_PRINCIPAL
@@ -76,7 +59,7 @@ class Authenticator:
 
     async def _verify_and_admit(self, token: str, plugin_id: str, allow: str | None) -> Principal:
         try:
-            verified = await self._verify(token)
+            verified = await verify_token(self._verifiers, token)
         except AuthenticationError:
             if allow == "unauthenticated":
                 return NO_PRINCIPAL  # an open path ignores stale credentials
@@ -89,16 +72,6 @@ class Authenticator:
             self._verified.clear()
         self._verified[token] = verified
         return _admit(verified, plugin_id, allow)
-
-    async def _verify(self, token: str) -> Verified | None:
-        for verifier in self._verifiers:
-            result = verifier.verify(token)
-            verified = await result if inspect.isawaitable(result) else result
-            if verified is not None:
-                if verified.expires_at is not None and verified.expires_at <= time.time():
-                    raise AuthenticationError("Expired credentials")
-                return verified
-        return None
 
 
 def _admit(verified: Verified, plugin_id: str, allow: str | None) -> Principal:

@@ -25,25 +25,12 @@ from kernel.api import (
     HttpRouter,
     NotAllowedError,
     PrincipalType,
+    presented_token,
     principal_of,
 )
 from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, expiry_of, parts_of
 
 COOKIE_PATH = "/.backstage/auth/v1/cookie"
-
-
-def presented_token(headers: Any, cookie: bool) -> str:
-    """The bearer token of a request's headers (or, when ``cookie``, the user cookie's); ``""`` if none."""
-    authorization = headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return str(token.strip())
-    if cookie:
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == USER_COOKIE and value:
-                return str(value)
-    return ""
 
 
 class DefaultHttpAuth:
@@ -57,7 +44,7 @@ class DefaultHttpAuth:
         self, request: Any, *, allow: Sequence[PrincipalType] | None = None, allow_limited_access: bool = False
     ) -> Credentials:
         principal = principal_of(request)
-        token = presented_token(request.headers, allow_limited_access)
+        token = presented_token(request.scope["headers"], allow_limited_access) or ""
         parts = parts_of(token) if token else None
         typ = parts[0].get("typ") if parts else None
         if typ == LIMITED_USER_TYP and not allow_limited_access:

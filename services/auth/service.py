@@ -7,7 +7,6 @@ Built at every plugin's boot (``eager``): it serves the plugin's public keys at
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from kernel.api import (
     InputError,
     Principal,
     PrincipalType,
+    verify_token,
 )
 from services.auth.keys import PluginKeys, StaticPluginKeys
 from services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
@@ -41,17 +41,14 @@ class DefaultAuth:
         self._verifiers = list(verifiers)
 
     async def authenticate(self, token: str, *, allow_limited_access: bool = False) -> Credentials:
-        for verifier in self._verifiers:
-            result = verifier.verify(token)
-            verified = await result if inspect.isawaitable(result) else result
-            if verified is None:
-                continue
-            if verified.audience is not None and verified.audience != self.plugin_id:
-                raise AuthenticationError(f"This token is for plugin '{verified.audience}', not '{self.plugin_id}'")
-            if verified.limited and not allow_limited_access:
-                raise AuthenticationError("A limited user token is not accepted here")
-            return Credentials(verified.principal, verified.expires_at, token)
-        raise AuthenticationError("Invalid credentials")
+        verified = await verify_token(self._verifiers, token)
+        if verified is None:
+            raise AuthenticationError("Invalid credentials")
+        if verified.audience is not None and verified.audience != self.plugin_id:
+            raise AuthenticationError(f"This token is for plugin '{verified.audience}', not '{self.plugin_id}'")
+        if verified.limited and not allow_limited_access:
+            raise AuthenticationError("A limited user token is not accepted here")
+        return Credentials(verified.principal, verified.expires_at, token)
 
     def is_principal(self, credentials: Credentials, type: PrincipalType) -> bool:
         return type == "unknown" or credentials.principal.type == type
