@@ -7,10 +7,10 @@ boot-failure messages, never its API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -21,6 +21,7 @@ from kernel.plugin import BackendPlugin
 from kernel.service import ServiceFactory
 
 ENTRY_POINT_GROUP = "kernel.plugins"
+T = TypeVar("T")
 #: the distribution whose entry points (the kernel's own features) load before any other package's
 KERNEL_DISTRIBUTION = "kernel"
 #: services the kernel hands to the container itself
@@ -196,6 +197,14 @@ def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
                 factory.service, factory.factory, factory.deps, impl.plugin_name, factory.eager
             )
     return factories
+
+
+def in_registration_order(results: Sequence[Iterable[T]]) -> list[T]:
+    """The items a hook's implementations returned, in the order the packages were registered.
+
+    pluggy calls the last registered implementation first; the kernel's own come first.
+    """
+    return [item for found in reversed(results) for item in found]
 
 
 def split_failures(

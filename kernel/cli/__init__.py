@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from kernel import __version__
 from kernel.cli.common import registry
 from kernel.hooktypes import CliCommand
+from kernel.registry import in_registration_order
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manager = registry().manager
     assert manager is not None
     results: list[Sequence[CliCommand]] = manager.hook.kernel_cli_commands()
-    for command in (c for found in reversed(results) for c in found):  # registration order
+    for command in in_registration_order(results):
         command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
         command.arguments(command_parser)
         command_parser.set_defaults(run=command.run)

@@ -26,14 +26,14 @@ from kernel.gateway.workers import WorkerPool
 from kernel.hooktypes import CredentialVerifier
 from kernel.launch import GatewaySpec, apply_config_update, start_child
 from kernel.logs import configure_from_config
-from kernel.registry import load_registry
+from kernel.registry import in_registration_order, load_registry
 
 log = logging.getLogger("kernel.gateway")
 
 
 def _verifiers(hooks: pluggy.HookRelay, config: Config) -> list[CredentialVerifier]:
     results: list[Sequence[CredentialVerifier]] = hooks.kernel_credential_verifiers(config=config)
-    return [v for found in reversed(results) for v in found]  # registration order
+    return in_registration_order(results)
 
 
 async def serve(spec: GatewaySpec) -> int:
@@ -77,7 +77,7 @@ async def serve(spec: GatewaySpec) -> int:
     )
     api = ApiDispatcher(pool, auth, mount=g.mount, timeout=g.request_timeout, max_body=g.max_request_body_size)
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
-    app = build_app(api, [route for routes in reversed(results) for route in routes], dev=spec.dev)
+    app = build_app(api, in_registration_order(results), dev=spec.dev)
     loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)
     pool.start()
     try:
