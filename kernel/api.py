@@ -38,8 +38,10 @@ from kernel.core_services import (
 )
 from kernel.errors import (
     AuthenticationError,
+    BadGatewayError,
     ConfigError,
     ConflictError,
+    GatewayTimeoutError,
     InputError,
     KernelError,
     NotAllowedError,
@@ -106,6 +108,7 @@ __all__ = [
     "AuthorizeRequest",
     "AuthorizeResult",
     "BackendPlugin",
+    "BadGatewayError",
     "CacheService",
     "CliCommand",
     "ConditionalDecision",
@@ -118,6 +121,7 @@ __all__ = [
     "DatabaseService",
     "DefinitiveDecision",
     "Discovery",
+    "GatewayTimeoutError",
     "GatewayView",
     "GetResources",
     "Health",

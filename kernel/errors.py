@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BadGatewayError",
     "BootError",
     "ConfigError",
     "ConflictError",
@@ -37,6 +38,7 @@ STATUS_BY_NAME: dict[str, int] = {
     "ConflictError": 409,
     "NotModifiedError": 304,
     "NotImplementedError": 501,
+    "BadGatewayError": 502,
     "ServiceUnavailableError": 503,
     "GatewayTimeoutError": 504,
     "PayloadTooLargeError": 413,
@@ -136,6 +138,12 @@ class NotImplementedError_(KernelError):  # ``kernel.api`` exports it as ``NotIm
     """Not implemented (501)."""
 
     name = "NotImplementedError"
+
+
+class BadGatewayError(KernelError):
+    """An upstream the request was passed on to could not be reached or broke off its answer (502)."""
+
+    name = "BadGatewayError"
 
 
 class ServiceUnavailableError(KernelError):

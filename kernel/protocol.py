@@ -16,9 +16,9 @@ import msgspec
 
 from kernel.errors import ProtocolError
 
-PROTOCOL_VERSION = 2
-#: flow control, the same on both sides: a sender may have WINDOW body chunks of a stream
-#: unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW) of them
+PROTOCOL_VERSION = 3
+#: flow control, the same on both sides: a sender may have WINDOW body chunks (or WebSocket
+#: messages) of a stream unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW)
 WINDOW = 16
 ACK_EVERY = 4
 
@@ -79,7 +79,11 @@ class Hello(_Msg, tag=0, frozen=True):
 
 
 class RequestHead(_Msg, tag=1, frozen=True):
-    """Start of a request stream (gateway -> worker); small bodies travel inline."""
+    """Start of a request stream (gateway -> worker); small bodies travel inline.
+
+    With ``websocket`` it opens a WebSocket instead (no body): the worker answers ``WsAccept``,
+    or refuses with a ``ResponseHead`` (the HTTP answer to the upgrade) or a ``WsClose``.
+    """
 
     stream: int
     method: str
@@ -93,6 +97,7 @@ class RequestHead(_Msg, tag=1, frozen=True):
     more_body: bool = False
     root_path: str = ""
     http_version: str = "1.1"
+    websocket: bool = False
 
 
 class RequestBody(_Msg, tag=2, frozen=True):
@@ -187,6 +192,35 @@ class ConfigUpdate(_Msg, tag=11, frozen=True):
     snapshot: bytes
 
 
+class Policies(_Msg, tag=12, frozen=True):
+    """A worker's auth policies changed after start-up (worker -> supervisor, which republishes them)."""
+
+    policies: list[AuthPolicy]
+
+
+class WsAccept(_Msg, tag=13, frozen=True):
+    """The plugin accepted the WebSocket of ``stream`` (worker -> gateway)."""
+
+    stream: int
+    subprotocol: str | None = None
+    headers: Headers = []
+
+
+class WsMessage(_Msg, tag=14, frozen=True):
+    """One WebSocket message, either way; its bytes (UTF-8 when ``text``) follow in the next frame."""
+
+    stream: int
+    text: bool
+
+
+class WsClose(_Msg, tag=15, frozen=True):
+    """The WebSocket of ``stream`` closes, either way, with a close code and reason."""
+
+    stream: int
+    code: int = 1000
+    reason: str = ""
+
+
 Message = (
     Hello
     | RequestHead
@@ -200,6 +234,10 @@ Message = (
     | Shutdown
     | WorkerTable
     | ConfigUpdate
+    | Policies
+    | WsAccept
+    | WsMessage
+    | WsClose
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -40,6 +40,9 @@ EDGE = FIXTURES / "acme_edge.py"
 CALLER = FIXTURES / "caller.py"
 CALLEE = FIXTURES / "callee.py"
 
+#: WebSocket routes and auth policies changed at run time (tests/gateway/test_websockets.py)
+CHAT = FIXTURES / "chat.py"
+
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """
 import this_module_does_not_exist

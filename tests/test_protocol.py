@@ -35,6 +35,11 @@ SAMPLES = [
     p.Shutdown(10.0),
     p.WorkerTable(3, [p.PluginState("x", "ready", [], ["x.0.1"])], True),
     p.ConfigUpdate(b"\x81\xa1a\x01"),
+    p.RequestHead(8, "GET", "/api/x/ws", b"", [], None, "https", p.NO_PRINCIPAL, websocket=True),
+    p.Policies([p.AuthPolicy("/open", "unauthenticated")]),
+    p.WsAccept(8, "kernel.v1", [(b"x-a", b"1")]),
+    p.WsMessage(8, True),
+    p.WsClose(8, 4000, "bye"),
 ]
 
 

@@ -64,6 +64,7 @@ async def serve(spec: GatewaySpec) -> int:
         stop.set()
 
     def on_shutdown(grace: float) -> None:
+        api.close_sockets()
         if not draining:
             draining.append(loop.create_task(drain(grace)))
 

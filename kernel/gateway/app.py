@@ -52,7 +52,7 @@ class Gateway:
         self.prefix = api.prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith(self.prefix):
             await self.api(scope, receive, send)
         else:
             await self.root(scope, receive, send)

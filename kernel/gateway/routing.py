@@ -4,7 +4,8 @@ The order is the security model: a path with ``.``/``..`` segments is refused,
 the plugin must have a ready worker, the caller's credentials are checked
 against the plugin's auth policies, the body size against the limit — all
 before any byte reaches plugin code. The answer itself is the stream's job
-(``kernel.gateway.stream``).
+(``kernel.gateway.stream``). A WebSocket handshake passes the same checks
+(no body) and becomes a ``GatewaySocket`` (``kernel.gateway.websockets``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from starlette.types import Receive, Scope, Send
 from kernel.errors import InputError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.stream import ClientGone, WorkerGone
-from kernel.gateway.workers import WorkerPool
+from kernel.gateway.websockets import GatewaySocket, GatewayStopping
+from kernel.gateway.workers import PluginRoute, WorkerPool
 from kernel.protocol import Principal, RequestHead, encode
 
 
@@ -39,9 +41,11 @@ class ApiDispatcher:
         self.timeout = timeout
         self.max_body = max_body
         self.inflight = 0
+        #: open WebSockets, closed with 1001 when this gateway stops
+        self.sockets: set[GatewaySocket] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+    def _route(self, path: str) -> tuple[str, str, PluginRoute]:
+        """The plugin id, the path within the plugin and its route; refused before any credential check."""
         plugin_id, _sep, rest = path[len(self.prefix) :].partition("/")
         rest = "/" + rest
         if "/." in rest and _has_dot_segment(rest):
@@ -55,13 +59,26 @@ class ApiDispatcher:
         route = pool.plugins.get(plugin_id)
         if route is None:
             raise NotFoundError(f"No plugin with id '{plugin_id}'")
+        return plugin_id, rest, route
+
+    async def _principal(self, plugin_id: str, route: PluginRoute, rest: str, headers: Any) -> Principal:
+        principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
+        if type(principal) is not Principal:  # not verified before: the verifiers may fetch keys
+            principal = await principal  # type: ignore[misc]
+        return principal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+            return
+        path: str = scope["path"]
+        plugin_id, rest, route = self._route(path)
+        pool = self.pool
         worker = route.pick()
         if worker is None:  # before auth: a plugin never started has no known policies
             raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
         headers = scope["headers"]
-        principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
-        if type(principal) is not Principal:  # not verified before: the verifiers may fetch keys
-            principal = await principal  # type: ignore[misc]
+        principal = await self._principal(plugin_id, route, rest, headers)
         declared = _content_length(headers)
         if declared is not None and declared > self.max_body:
             raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
@@ -110,6 +127,48 @@ class ApiDispatcher:
             pool.close_stream(stream)
             if upload is not None and not upload.done():
                 upload.cancel()
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake: the same checks as a request, then a socket bound to one worker."""
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client left before the handshake
+        path: str = scope["path"]
+        plugin_id, rest, route = self._route(path)
+        worker = route.pick()
+        if worker is None:
+            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
+        headers = scope["headers"]
+        principal = await self._principal(plugin_id, route, rest, headers)
+        client = scope.get("client")
+        scheme = "https" if scope.get("scheme") == "wss" else "http"
+
+        def head(sid: int) -> bytes:
+            return encode(
+                RequestHead(
+                    sid, "GET", path, scope["query_string"], headers, tuple(client) if client else None, scheme,
+                    principal, root_path=self.prefix + plugin_id, http_version=scope.get("http_version", "1.1"),
+                    websocket=True,
+                )
+            )  # fmt: skip
+
+        try:
+            socket = self.pool.open_socket(worker, head)
+        except WorkerGone as exc:
+            raise ServiceUnavailableError(str(exc)) from exc
+        self.sockets.add(socket)
+        try:
+            await socket.serve(scope, receive, send, self.timeout)
+        except BaseException:
+            socket.abandon()
+            raise
+        finally:
+            self.sockets.discard(socket)
+            self.pool.close_stream(socket)
+
+    def close_sockets(self) -> None:
+        """This gateway stops: every open WebSocket closes with 1001 (going away)."""
+        for socket in list(self.sockets):
+            socket.fail(GatewayStopping("the server is shutting down"))
 
 
 def _has_dot_segment(path: str) -> bool:

@@ -16,7 +16,7 @@ from starlette.types import Receive, Send
 
 from kernel.errors import GatewayTimeoutError, PayloadTooLargeError, ServiceUnavailableError
 from kernel.flow import Acker, CreditWindow
-from kernel.protocol import Credit, End, RequestBody, ResponseHead, encode
+from kernel.protocol import Credit, End, Error, Message, RequestBody, ResponseBody, ResponseHead, encode
 
 
 class WorkerGone(Exception):
@@ -43,39 +43,26 @@ class WorkerLink:
 SendToWorker = Callable[[WorkerLink, bytes, "bytes | None"], None]
 
 
-class GatewayStream:
-    """Response side of one request: head future, queued body chunks, upload credit."""
+class WorkerBound:
+    """What a request and a WebSocket bound to one worker share: the worker's first answer, credit, failure."""
 
-    __slots__ = ("_acker", "_chunks", "_credit", "_send", "_waiter", "failure", "head", "id", "worker")
+    __slots__ = ("_credit", "_send", "_waiter", "failure", "first", "id", "worker")
 
     def __init__(self, sid: int, worker: WorkerLink, send: SendToWorker) -> None:
         self.id = sid
         self.worker = worker
         self._send = send
-        self.head: asyncio.Future[ResponseHead] = asyncio.get_running_loop().create_future()
-        self._chunks: deque[tuple[bytes, bool]] = deque()  # (data, more)
-        self._acker = Acker()  # response chunks written to the client
-        self._waiter: asyncio.Future[None] | None = None
-        self._credit = CreditWindow()  # request body chunks the worker will take
+        #: the worker's first answer (a ``ResponseHead``; for a WebSocket, or its ``WsAccept``/``WsClose``)
+        self.first: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiter: asyncio.Future[None] | None = None  # the client side waiting for news
+        self._credit = CreditWindow()  # body chunks (or messages) the worker will take
         self.failure: BaseException | None = None
 
-    # -- from the worker ----------------------------------------------------------
-    def deliver_head(self, head: ResponseHead) -> None:
-        if not self.head.done():
-            self.head.set_result(head)
-
-    def deliver_chunk(self, data: bytes, more: bool) -> None:
-        self._chunks.append((data, more))
-        self._wake()
-
-    def grant(self, chunks: int) -> None:
-        self._credit.grant(chunks)
-
     def fail(self, exc: BaseException) -> None:
-        """Stop the stream: whatever waits on it (head, chunk, credit) raises ``exc``."""
+        """Stop: whatever waits on it (the first answer, news, credit) raises ``exc``."""
         self.failure = exc
-        if not self.head.done():
-            self.head.set_exception(exc)
+        if not self.first.done():
+            self.first.set_exception(exc)
         self._wake()
         self._credit.wake()
 
@@ -83,6 +70,56 @@ class GatewayStream:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    async def _first_answer(self, timeout: float) -> Message:
+        """The worker's first answer, within ``timeout`` (a timer, not ``wait_for``: no extra task)."""
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire, timeout)
+        try:
+            return await self.first
+        except WorkerGone as exc:
+            raise ServiceUnavailableError(str(exc)) from None
+        finally:
+            timer.cancel()
+
+    def _expire(self, timeout: float) -> None:
+        self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' did not answer within {timeout:g}s"))
+
+    def _tell_worker(self, msg: Message) -> None:
+        """Send a message without bytes to the worker, if it is still there."""
+        try:
+            self._send(self.worker, encode(msg), None)
+        except WorkerGone:
+            pass
+
+    def abandon(self) -> None:
+        """Tell the worker nobody waits for the answer any more (it cancels the handler)."""
+        self._tell_worker(End(self.id))
+
+
+class GatewayStream(WorkerBound):
+    """Response side of one request: head, queued body chunks, upload credit."""
+
+    __slots__ = ("_acker", "_chunks")
+
+    def __init__(self, sid: int, worker: WorkerLink, send: SendToWorker) -> None:
+        super().__init__(sid, worker, send)
+        self._chunks: deque[tuple[bytes, bool]] = deque()  # (data, more)
+        self._acker = Acker()  # response chunks written to the client
+
+    # -- from the worker ----------------------------------------------------------
+    def deliver(self, msg: Message, data: bytes) -> None:
+        """A message of this stream from its worker (``data``: a body message's bytes)."""
+        kind = type(msg)
+        if kind is ResponseBody:
+            self._chunks.append((data, msg.more))  # type: ignore[union-attr]
+            self._wake()
+        elif kind is ResponseHead:
+            if not self.first.done():
+                self.first.set_result(msg)
+        elif kind is Credit:
+            self._credit.grant(msg.chunks)  # type: ignore[union-attr]
+        elif kind is Error:
+            self.fail(WorkerGone(f"{msg.name}: {msg.message}"))  # type: ignore[union-attr]
 
     # -- to the client --------------------------------------------------------------
     async def answer(self, send: Send, receive: Receive, timeout: float, uploading: bool) -> None:
@@ -92,14 +129,7 @@ class GatewayStream:
         upload already listens to the client, a streamed answer stops when the client goes away.
         """
         loop = asyncio.get_running_loop()
-        # a timer, not wait_for: no extra task per request
-        timer = loop.call_later(timeout, self._expire, timeout)
-        try:
-            head = await self.head
-        except WorkerGone as exc:
-            raise ServiceUnavailableError(str(exc)) from None
-        finally:
-            timer.cancel()
+        head: ResponseHead = await self._first_answer(timeout)  # type: ignore[assignment]
         await send({"type": "http.response.start", "status": head.status, "headers": head.headers})
         await send({"type": "http.response.body", "body": head.body, "more_body": head.more_body})
         if not head.more_body:
@@ -134,9 +164,6 @@ class GatewayStream:
                 self._waiter = None
         return self._chunks.popleft()
 
-    def _expire(self, timeout: float) -> None:
-        self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' did not answer within {timeout:g}s"))
-
     def _idle(self, timeout: float) -> None:
         self.fail(GatewayTimeoutError(f"Plugin '{self.worker.plugin_id}' sent nothing for {timeout:g}s"))
 
@@ -169,10 +196,3 @@ class GatewayStream:
         while (await receive())["type"] != "http.disconnect":
             pass
         self.fail(ClientGone("the client closed the connection"))
-
-    def abandon(self) -> None:
-        """Tell the worker nobody waits for this answer any more (it cancels the handler)."""
-        try:
-            self._send(self.worker, encode(End(self.id)), None)
-        except WorkerGone:
-            pass

@@ -26,13 +26,19 @@ from kernel.protocol import (
     ResponseHead,
     Shutdown,
     WorkerTable,
+    WsAccept,
+    WsClose,
+    WsMessage,
 )
 from kernel.transport.connection import Channel, hello, refusal
 from kernel.transport.sockets import dealer, router
 
 from .stream import GatewayStream, WorkerGone, WorkerLink
+from .websockets import GatewaySocket
 
 log = logging.getLogger("kernel.gateway")
+#: messages a worker sends about one stream
+_STREAM_MESSAGES = frozenset({ResponseHead, ResponseBody, Credit, Error, WsAccept, WsMessage, WsClose})
 
 
 class PluginRoute:
@@ -81,7 +87,7 @@ class WorkerPool:
         self.accepting = False
         self.table_seen = False
         self.generation = -1
-        self.streams: dict[int, GatewayStream] = {}
+        self.streams: dict[int, GatewayStream | GatewaySocket] = {}
         self._links: dict[str, WorkerLink] = {}
         self._next = 0
         self._on_shutdown = on_shutdown
@@ -107,14 +113,27 @@ class WorkerPool:
     def open(self, worker: WorkerLink, head_frame: Callable[[int], bytes]) -> GatewayStream:
         """Open a stream on ``worker`` and send its head (built with the new stream id)."""
         self._next += 1
-        sid = self._next
-        stream = GatewayStream(sid, worker, self.send)
-        self.streams[sid] = stream
-        worker.inflight += 1
-        self.send(worker, head_frame(sid), None)
+        stream = GatewayStream(self._next, worker, self.send)
+        self._register(stream, head_frame)
         return stream
 
-    def close_stream(self, stream: GatewayStream) -> None:
+    def open_socket(self, worker: WorkerLink, head_frame: Callable[[int], bytes]) -> GatewaySocket:
+        """Open a WebSocket on ``worker`` and send its handshake."""
+        self._next += 1
+        socket = GatewaySocket(self._next, worker, self.send)
+        self._register(socket, head_frame)
+        return socket
+
+    def _register(self, stream: GatewayStream | GatewaySocket, head_frame: Callable[[int], bytes]) -> None:
+        self.streams[stream.id] = stream
+        stream.worker.inflight += 1
+        try:
+            self.send(stream.worker, head_frame(stream.id), None)
+        except WorkerGone:
+            self.close_stream(stream)
+            raise
+
+    def close_stream(self, stream: GatewayStream | GatewaySocket) -> None:
         if self.streams.pop(stream.id, None) is not None:
             stream.worker.inflight -= 1
 
@@ -129,18 +148,11 @@ class WorkerPool:
     # -- incoming ----------------------------------------------------------------
     def _on_worker_message(self, peer: bytes, msg: Message, frames: list[bytes]) -> None:
         kind = type(msg)
-        if kind is ResponseHead or kind is ResponseBody or kind is Credit or kind is Error:
+        if kind in _STREAM_MESSAGES:
             stream = self.streams.get(msg.stream)  # type: ignore[union-attr]
             if stream is None or stream.worker.ident != peer:
                 return  # no such stream, or not the worker it was dispatched to: nobody answers for another
-            if kind is ResponseBody:
-                stream.deliver_chunk(frames[-1], msg.more)  # type: ignore[union-attr]
-            elif kind is ResponseHead:
-                stream.deliver_head(msg)  # type: ignore[arg-type]
-            elif kind is Credit:
-                stream.grant(msg.chunks)  # type: ignore[union-attr]
-            else:
-                stream.fail(WorkerGone(f"{msg.name}: {msg.message}"))  # type: ignore[union-attr]
+            stream.deliver(msg, frames[-1])
         elif kind is Hello:
             assert self.workers is not None
             refused = refusal(msg, self.name)

@@ -1,7 +1,7 @@
 """The control channel: the supervisor's socket every gateway and worker joins.
 
-A child greets it with ``Hello`` (a worker adds its auth policies) and is then
-ready; heartbeats go both ways (a worker's carry its own readiness); the
+A child greets it with ``Hello`` (a worker adds its auth policies, and sends
+``Policies`` when they change later) and is then ready; heartbeats go both ways (a worker's carry its own readiness); the
 supervisor sends worker tables to gateways, configs after a reload to
 everyone, and ``Shutdown``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import zmq
 
-from kernel.protocol import Heartbeat, Hello, Message, encode
+from kernel.protocol import Heartbeat, Hello, Message, Policies, encode
 from kernel.supervisor.children import Child
 from kernel.transport.connection import Channel, refusal
 from kernel.transport.sockets import router
@@ -31,11 +31,13 @@ class ControlChannel:
         children: dict[str, Child],
         on_ready: Callable[[Child, Hello], None],
         on_change: Callable[[], None],
+        on_policies: Callable[[Child, Policies], None] = lambda child, msg: None,
     ) -> None:
         self.endpoint = endpoint
         self.children = children
         self.on_ready = on_ready
         self.on_change = on_change
+        self.on_policies = on_policies
         self._channel: Channel | None = None
 
     def start(self) -> None:
@@ -70,6 +72,8 @@ class ControlChannel:
                 return
             child.ready = True
             self.on_ready(child, msg)
+        elif type(msg) is Policies and child.ready and child.kind == "worker":
+            self.on_policies(child, msg)
         elif type(msg) is Heartbeat and msg.reason != child.unready:
             child.unready = msg.reason
             log.warning("worker %s is %s", child.ident, f"unready ({msg.reason})" if msg.reason else "ready again")

@@ -20,7 +20,7 @@ import time
 
 from kernel.config import Config, ReloadingConfig
 from kernel.launch import config_update
-from kernel.protocol import Heartbeat, Hello, Shutdown, encode
+from kernel.protocol import AuthPolicy, Heartbeat, Hello, Policies, Shutdown, encode
 from kernel.registry import PluginEntry
 from kernel.settings import Settings
 from kernel.supervisor.children import Child, Launcher
@@ -61,7 +61,9 @@ class Supervisor:
         self.transport = transport or IpcTransport()
         self.launcher = Launcher(settings, self.transport, providers, lambda: self.config.current, dev=dev)
         self.children: dict[str, Child] = {}
-        self.control = ControlChannel(self.launcher.control, self.children, self._on_ready, self.publish)
+        self.control = ControlChannel(
+            self.launcher.control, self.children, self._on_ready, self.publish, self._on_policies
+        )
         self.generation = 0
         self._last_table = b""
         self.accepting = True
@@ -93,6 +95,13 @@ class Supervisor:
         plugin.ever_ready = True
         plugin.restarts.started()
         self.publish()
+
+    def _on_policies(self, child: Child, msg: Policies) -> None:
+        plugin = self.plugins[child.plugin_id]
+        if plugin.policies != msg.policies:
+            log.info("plugin '%s' changed its auth policies: %s", plugin.id, _describe(msg.policies) or "none")
+            plugin.policies = list(msg.policies)
+            self.publish()
 
     # -- the worker table ------------------------------------------------------------
     def _table(self) -> bytes:
@@ -274,3 +283,7 @@ def startup_failure_message(failures: list[str]) -> str:
     lines += [f"  - {f}" for f in failures]
     lines.append("Fix the package, uninstall it, or set backend.startup.plugins.<id>.onPluginBootFailure: continue")
     return "\n".join(lines)
+
+
+def _describe(policies: list[AuthPolicy]) -> str:
+    return ", ".join(f"{p.path} ({p.allow})" for p in policies)

@@ -60,6 +60,7 @@ async def serve(spec: WorkerSpec) -> int:
         on_config=partial(apply_config_update, config),
         health=plugin.health(),
     )
+    plugin.router.on_change = link.update_policies
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     link.connect(ctx)
     try:

@@ -21,7 +21,7 @@ import zmq
 
 from kernel.errors import ProtocolError
 from kernel.launch import WorkerSpec
-from kernel.protocol import AuthPolicy, ConfigUpdate, Error, Heartbeat, Hello, Message, Shutdown, encode
+from kernel.protocol import AuthPolicy, ConfigUpdate, Error, Heartbeat, Hello, Message, Policies, Shutdown, encode
 from kernel.transport.connection import Channel, hello, refusal
 from kernel.transport.sockets import dealer
 from kernel.worker.dispatch import Dispatcher
@@ -55,6 +55,7 @@ class WorkerConnection:
         self._supervisor_seen = time.monotonic()
         self._fatal: str | None = None
         self._unready = ""
+        self._greeted = False
 
     def connect(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
         spec = self.spec
@@ -106,6 +107,12 @@ class WorkerConnection:
         elif type(msg) is Error:
             self._die(f"supervisor refused this worker: {msg.message}")
 
+    def update_policies(self, policies: list[AuthPolicy]) -> None:
+        """The plugin changed its auth policies: the supervisor republishes them to the gateways."""
+        self.policies = policies
+        if self._greeted and self.control is not None:  # before the Hello, the Hello carries them
+            self.control.send(encode(Policies(policies)))
+
     def _bad_frame(self, peer: bytes, exc: ProtocolError) -> None:
         self._die(str(exc))
 
@@ -125,6 +132,7 @@ class WorkerConnection:
             return False
         assert self.control is not None
         self.control.send(hello("worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id, policies=self.policies))
+        self._greeted = True
         beat = asyncio.get_running_loop().create_task(self._heartbeat())
         await self._stop.wait()
         beat.cancel()

@@ -1,5 +1,7 @@
 """Requests inside a worker: each ``RequestHead`` becomes a task running the plugin's ASGI app.
 
+A head marked ``websocket`` opens a WebSocket (``kernel.worker.websockets``) instead of a request.
+
 Streams are keyed by (gateway index, stream id): every gateway numbers its own.
 A plugin exception becomes the documented error shape (or breaks off an answer
 already started); the worker lives on.
@@ -12,9 +14,12 @@ import logging
 import time
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+
 from kernel.errors import KernelError
-from kernel.protocol import Credit, End, Message, RequestBody, RequestHead
+from kernel.protocol import Credit, End, Message, RequestBody, RequestHead, WsClose, WsMessage
 from kernel.worker.streams import Send, Stream, error_response
+from kernel.worker.websockets import WebSocketStream
 
 log = logging.getLogger("kernel.worker")
 PRINCIPAL_KEY = "kernel.principal"
@@ -28,7 +33,7 @@ class Dispatcher:
         self.plugin_id = plugin_id
         self.root_path = root_path
         self.dev = dev
-        self.streams: dict[tuple[int, int], Stream] = {}
+        self.streams: dict[tuple[int, int], Stream | WebSocketStream] = {}
 
     def on_message(self, index: int, msg: Message, frames: list[bytes], send: Send) -> None:
         """A stream message from gateway ``index``; ``send`` answers that gateway."""
@@ -39,32 +44,37 @@ class Dispatcher:
         stream = self.streams.get((index, msg.stream))  # type: ignore[union-attr]
         if stream is None:
             return
-        if kind is RequestBody:
+        if kind is RequestBody and type(stream) is Stream:
             stream.feed(frames[-1], msg.more)  # type: ignore[union-attr]
         elif kind is Credit:
             stream.grant(msg.chunks)  # type: ignore[union-attr]
         elif kind is End:
             stream.disconnect()
+        elif kind is WsMessage and type(stream) is WebSocketStream:
+            stream.feed_message(frames[-1], msg.text)  # type: ignore[union-attr]
+        elif kind is WsClose and type(stream) is WebSocketStream:
+            stream.feed_close(msg.code, msg.reason)  # type: ignore[union-attr]
 
     def _start(self, index: int, head: RequestHead, send: Send) -> None:
-        stream = Stream(head, send)
+        stream = WebSocketStream(head, send) if head.websocket else Stream(head, send)
         key = (index, head.stream)
         self.streams[key] = stream
         stream.task = asyncio.get_running_loop().create_task(self._handle(key, stream))
 
-    async def _handle(self, key: tuple[int, int], stream: Stream) -> None:
+    async def _handle(self, key: tuple[int, int], stream: Stream | WebSocketStream) -> None:
         head = stream.head
         try:
             await self.app(stream.scope(self.root_path, PRINCIPAL_KEY, self.app), stream.receive, stream.send)
-            if not stream.started:
-                raise RuntimeError("the handler returned without sending a response")
-            if not stream.finished:
-                await stream.send({"type": "http.response.body", "body": b"", "more_body": False})
+            await stream.finish()
         except asyncio.CancelledError:
             pass  # the gateway gave up on this request (client gone or deadline)
         except Exception as exc:  # plugin code may raise anything
+            if isinstance(exc, WebSocketDisconnect) and isinstance(stream, WebSocketStream) and stream.closed:
+                return  # the handler wrote to a socket already closed: the usual end of a socket
             url = head.path + ("?" + head.query.decode("latin-1") if head.query else "")
             status, body = error_response(exc, head.method, url, self.dev)
+            if isinstance(stream, WebSocketStream) and stream.accepted and status < 500:
+                status = 500  # the socket is open: a handler that raised is a server error (closes 1011)
             if status >= 500 and isinstance(exc, KernelError):  # raised on purpose: say it, no traceback
                 log.warning("%s %s in plugin '%s': %s: %s", head.method, url, self.plugin_id, exc.name, exc)
             elif status >= 500:
@@ -76,6 +86,9 @@ class Dispatcher:
     async def drain(self, grace: float) -> None:
         """Let in-flight requests finish for ``grace`` seconds, then cancel the rest."""
         deadline = time.monotonic() + grace
+        for stream in list(self.streams.values()):
+            if isinstance(stream, WebSocketStream):
+                stream.going_away()  # a socket would hold the worker for the whole grace
         while self.streams and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for stream in list(self.streams.values()):

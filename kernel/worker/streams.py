@@ -158,6 +158,13 @@ class Stream:
             self._put(view[i : i + CHUNK], not last)
         self.finished = not more
 
+    async def finish(self) -> None:
+        """The handler returned: end the answer it left open."""
+        if not self.started:
+            raise RuntimeError("the handler returned without sending a response")
+        if not self.finished:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
     def fail(self, exc: BaseException, status: int, body: bytes) -> None:
         """Answer with the error (``status``, JSON ``body``), or break off a response already started."""
         if not self.started:

@@ -1,4 +1,8 @@
-"""Outermost middleware: any error before the response starts becomes the documented JSON shape."""
+"""Outermost middleware: any error before the response starts becomes the documented JSON shape.
+
+For a WebSocket, an error before the handshake is answered refuses it with that shape (the
+ASGI denial response), or, on a server without denial responses, closes it (1008 or 1011).
+"""
 
 from __future__ import annotations
 
@@ -44,12 +48,39 @@ async def send_error(
     await send({"type": "http.response.body", "body": payload})
 
 
+async def deny_websocket(
+    scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """Refuse the handshake with an HTTP answer, where the server can send one (else close it)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008 if status < 500 else 1011})
+
+
+async def deny_websocket_error(scope: Scope, send: Send, exc: BaseException, *, dev: bool) -> None:
+    """Refuse the handshake with ``exc`` in the kernel's error shape."""
+    name, status = errors.describe(exc)
+    message = str(exc) if isinstance(exc, errors.KernelError) or dev else "Internal error"
+    body = errors.error_body(
+        name, message, "GET", request_url(scope), status=status, stack=errors.format_stack(exc) if dev else None
+    )
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await deny_websocket(scope, send, status, headers, json.dumps(body).encode())
+
+
 class ErrorMiddleware:
     def __init__(self, app: ASGIApp, *, dev: bool = False) -> None:
         self.app = app
         self.dev = dev
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -82,3 +113,21 @@ class ErrorMiddleware:
                 stack=errors.format_stack(exc) if self.dev else None,
                 headers=extra,
             )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An error before the handshake is answered refuses it, in the same JSON shape where the server can."""
+        answered = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if answered:
+                raise
+            if not isinstance(exc, errors.KernelError):
+                log.exception("gateway error on WebSocket %s", request_url(scope))
+            await deny_websocket_error(scope, send, exc, dev=self.dev)
