@@ -4,5 +4,5 @@ Nothing here imports psutil or starts anything: ``benchmarks.command`` (the ``ke
 subcommand) is loaded by every ``kernel`` command, and ``--help`` works without the ``bench`` extra.
 """
 
-SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "startup", "recovery")
+SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "websocket", "startup", "recovery")
 LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download")

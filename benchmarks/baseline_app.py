@@ -18,7 +18,7 @@ import sys
 
 import kernel_bench.handlers as handlers
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 
 def build_app() -> Starlette:
@@ -27,6 +27,7 @@ def build_app() -> Starlette:
             Route("/hello", handlers.hello, methods=["GET"]),
             Route("/echo", handlers.echo, methods=["POST"]),
             Route("/download", handlers.download, methods=["GET"]),
+            WebSocketRoute("/ws-echo", handlers.ws_echo),
         ]
     )
 

@@ -38,6 +38,8 @@ scenarios: {", ".join(SCENARIOS)}
   echo      POST 1 KiB JSON echoed back
   download  1 MiB streamed responses under load, and one big streamed response
             (--download-mb, 1 GiB by default): MB/s and RSS growth
+  websocket 64 B messages echoed over --connections WebSockets (one in flight each): the
+            in-process Starlette WebSocket (baseline-ws-echo) and the bench plugin's (ws-echo)
   startup   spawn of `kernel serve` with --startup-plugins plugins to readiness 200
   recovery  kill -9 of the bench worker to the next 200 from its route
 

@@ -16,7 +16,7 @@ def baseline_for(scenario: str) -> str | None:
         return scenario
     if scenario in ("hello", "auth"):
         return "baseline"
-    if scenario == "echo" or scenario.startswith("download-"):
+    if scenario in ("echo", "ws-echo") or scenario.startswith("download-"):
         return f"baseline-{scenario}"
     return None  # startup, recovery: absolute targets
 
@@ -118,6 +118,11 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         if plugin_token and auth and plugin_token["rps"] and auth["rps"]:
             rel = plugin_token["rps"] / auth["rps"]
             out.append((f"{server}: plugin token within 10% of static token", f"{rel:.3f}x auth", rel >= 0.9))
+        ws = _find(rows, server, "ws-echo")
+        if ws and ws["ratio"] is not None:
+            out.append(
+                (f"{server}: ws-echo >= 0.5x in-process WebSocket msgs/s", f"{ws['ratio']:.2f}x", ws["ratio"] >= 0.5)
+            )
         p2p = _find(rows, server, "p2p")
         if p2p and hello and p2p["rps"] and hello["rps"]:
             # two hops per request: informational, no target

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,11 @@ from benchmarks.procs import (
     RssSampler,
     installed_plugins,
 )
+from benchmarks.websocket import ws_rows
 
 SMALL_DOWNLOAD = 1024 * 1024
+#: scenarios in modules of their own: ``rows(runner, server)``
+EXTRA_SCENARIOS: dict[str, Callable[..., list[dict[str, Any]]]] = {"websocket": ws_rows}
 
 ROW_KEYS = (
     "scenario",
@@ -222,9 +226,10 @@ class Runner:
             if "hello" in wanted:
                 for gateways, replicas in self.o.hello_variants:
                     self._guard("hello", server, self.hello_row, gateways, replicas)
-            for name in ("auth", "p2p", "echo", "download", "startup", "recovery"):
+            for name in ("auth", "p2p", "echo", "download", "websocket", "startup", "recovery"):
                 if name in wanted:
-                    self._guard(name, server, getattr(self, f"{name}_rows"))
+                    extra = EXTRA_SCENARIOS.get(name)
+                    self._guard(name, server, partial(extra, self) if extra else getattr(self, f"{name}_rows"))
         return self.rows
 
     def _guard(

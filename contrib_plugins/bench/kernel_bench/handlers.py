@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.websockets import WebSocket
 
 #: the streamed body is one block sent again and again: constant memory at any size
 BLOCK_SIZE = 64 * 1024
@@ -52,3 +53,16 @@ async def download(request: Request) -> Response:
     if not 0 <= size <= MAX_DOWNLOAD or not 1 <= block <= MAX_BLOCK:
         return JSONResponse({"error": f"size must be 0..{MAX_DOWNLOAD}, block 1..{MAX_BLOCK}"}, status_code=400)
     return StreamingResponse(_blocks(size, block), media_type="application/octet-stream")
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    """Every message sent back as it came (text or bytes) until the client closes."""
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await websocket.send_text(message["text"])
+        else:
+            await websocket.send_bytes(message.get("bytes") or b"")
