@@ -80,7 +80,14 @@ from kernel.permissions import (
     conditions_to_query,
     create_permission,
 )
-from kernel.plugin import BackendPlugin, create_plugin
+from kernel.plugin import (
+    BackendModule,
+    BackendPlugin,
+    ExtensionPoint,
+    create_extension_point,
+    create_module,
+    create_plugin,
+)
 from kernel.protocol import NO_PRINCIPAL, PermissionRestriction, Principal
 from kernel.service import ServiceFactory, ServiceRef, create_service_factory, create_service_ref
 from kernel.settings import (
@@ -107,6 +114,7 @@ __all__ = [
     "AuthenticationError",
     "AuthorizeRequest",
     "AuthorizeResult",
+    "BackendModule",
     "BackendPlugin",
     "BadGatewayError",
     "CacheService",
@@ -121,6 +129,7 @@ __all__ = [
     "DatabaseService",
     "DefinitiveDecision",
     "Discovery",
+    "ExtensionPoint",
     "GatewayTimeoutError",
     "GatewayView",
     "GetResources",
@@ -171,6 +180,8 @@ __all__ = [
     "conditional_decision",
     "conditions_to_query",
     "core_services",
+    "create_extension_point",
+    "create_module",
     "create_permission",
     "create_plugin",
     "create_service_factory",

@@ -7,8 +7,8 @@ boot-failure messages, never its API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
@@ -17,8 +17,9 @@ import pluggy
 from kernel import hookspecs
 from kernel.container import check_dependencies
 from kernel.errors import PluginDeclarationError
-from kernel.plugin import BackendPlugin
-from kernel.service import ServiceFactory
+from kernel.modules import extension_point_problems
+from kernel.plugin import BackendModule, BackendPlugin
+from kernel.service import ServiceFactory, ServiceRef
 
 ENTRY_POINT_GROUP = "kernel.plugins"
 T = TypeVar("T")
@@ -40,19 +41,36 @@ class PluginEntry:
     version: str
     module: str
     plugin: BackendPlugin = field(repr=False, compare=False)
+    #: the modules extending it, loaded into its workers with it
+    modules: tuple[ModuleEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """A module of a plugin found through an entry point."""
+
+    plugin_id: str
+    module_id: str
+    entry_point: str
+    distribution: str
+    version: str
+    module: BackendModule = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class LoadFailure:
-    """A plugin or provider that could not be loaded, and why."""
+    """A plugin, module or provider that could not be loaded, and why."""
 
     name: str  # plugin id when known, else the entry point name
     distribution: str
     reason: str
+    module: str = ""  # the module id, when the failure is a module's
 
     def __str__(self) -> str:
         if not self.name:  # a problem of the service graph, not of one plugin
             return self.reason
+        if self.module:
+            return f"module '{self.module}' for plugin '{self.name}' from package '{self.distribution}': {self.reason}"
         return f"plugin '{self.name}' from package '{self.distribution}': {self.reason}"
 
 
@@ -63,6 +81,7 @@ class Registry:
     failures: list[LoadFailure] = field(default_factory=list)
     #: problems that load anyway, e.g. an entry point named otherwise than its plugin's id
     warnings: list[str] = field(default_factory=list)
+    modules: dict[tuple[str, str], ModuleEntry] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
     provider_eps: list[str] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
@@ -124,6 +143,8 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
             continue
         if isinstance(obj, BackendPlugin):
             _add_plugin(reg, ep, obj, dist, version)
+        elif isinstance(obj, BackendModule):
+            _add_module(reg, ep, obj, dist, version)
         elif _implements_hooks(pm, obj):
             pm.register(obj, name=f"{dist}:{ep.name}")
             reg.providers.append(f"{dist}:{ep.name}")
@@ -133,16 +154,18 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
                 LoadFailure(
                     ep.name,
                     dist,
-                    f"entry point '{ep.value}' is neither a BackendPlugin nor a module implementing kernel hooks",
+                    f"entry point '{ep.value}' is neither a BackendPlugin, a BackendModule nor a module "
+                    "implementing kernel hooks",
                 )
             )
+    _attach_modules(reg)
     if wanted is None:
         for warning in reg.warnings:
             log.warning("%s", warning)
     if not services:
         return reg
     reg.factories = collect_factories(pm)
-    problems = check_dependencies(reg.factories, [(p.id, p.plugin.deps) for p in reg.plugins.values()], PRESET_SERVICES)
+    problems = check_dependencies(reg.factories, _service_deps(reg), PRESET_SERVICES)
     for line in problems:
         culprit = next((p for p in reg.plugins.values() if f"plugin '{p.id}'" in line), None)
         if culprit is not None:
@@ -177,6 +200,63 @@ def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, ve
         )
 
 
+def _add_module(reg: Registry, ep: EntryPoint, obj: BackendModule, dist: str, version: str) -> None:
+    key = (obj.plugin_id, obj.module_id)
+    if obj.init_fn is None:
+        reg.failures.append(
+            LoadFailure(obj.plugin_id, dist, "module declares no init (use @module.init)", obj.module_id)
+        )
+        return
+    if key in reg.modules:
+        reg.failures.append(
+            LoadFailure(
+                obj.plugin_id,
+                dist,
+                f"Module '{obj.module_id}' for plugin '{obj.plugin_id}' is already registered "
+                f"(also by package '{reg.modules[key].distribution}')",
+                obj.module_id,
+            )
+        )
+        return
+    reg.modules[key] = ModuleEntry(obj.plugin_id, obj.module_id, ep_key(ep), dist, version, obj)
+
+
+def _attach_modules(reg: Registry) -> None:
+    """Give each plugin its modules; a module whose extension points cannot be met is a failure."""
+    owners = {pid: p.id for p in reg.plugins.values() for pid in p.plugin.extension_points}
+    for entry in reg.modules.values():
+        for pid in entry.module.extension_points:
+            owners.setdefault(pid, entry.plugin_id)
+    by_plugin: dict[str, list[ModuleEntry]] = {}
+    for entry in reg.modules.values():
+        if entry.plugin_id not in reg.plugins:
+            reg.warnings.append(
+                f"module '{entry.module_id}' from package '{entry.distribution}' extends plugin "
+                f"'{entry.plugin_id}', which is not installed: the module is not loaded"
+            )
+            continue
+        by_plugin.setdefault(entry.plugin_id, []).append(entry)
+    for plugin_id, entries in by_plugin.items():
+        plugin = reg.plugins[plugin_id]
+        problems = extension_point_problems(plugin.plugin, [e.module for e in entries], owners)
+        for e in entries:
+            if e.module_id in problems:
+                reg.failures.append(LoadFailure(plugin_id, e.distribution, problems[e.module_id], e.module_id))
+        kept = tuple(e for e in entries if e.module_id not in problems)
+        reg.plugins[plugin_id] = replace(plugin, modules=kept)
+
+
+def _service_deps(reg: Registry) -> list[tuple[str, Mapping[str, Any]]]:
+    """(who, its service dependencies) for every plugin and module, for the service graph check."""
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    for p in reg.plugins.values():
+        out.append((p.id, p.plugin.deps))
+        for m in p.modules:
+            services_only = {k: v for k, v in m.module.deps.items() if isinstance(v, ServiceRef)}
+            out.append((p.id, services_only))
+    return out
+
+
 def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:
     return any(callable(getattr(obj, name, None)) for name in HOOK_NAMES)
 
@@ -208,11 +288,20 @@ def in_registration_order(results: Sequence[Iterable[T]]) -> list[T]:
 
 
 def split_failures(
-    failures: Iterable[LoadFailure], policy_for: Callable[[str], str]
+    failures: Iterable[LoadFailure],
+    policy_for: Callable[[str], str],
+    module_policy_for: Callable[[str, str], str] = lambda plugin_id, module_id: "abort",
 ) -> tuple[list[LoadFailure], list[LoadFailure]]:
-    """(fatal, tolerated) according to each plugin's boot-failure policy; service-graph problems are fatal."""
+    """(fatal, tolerated) according to each plugin's (and module's) boot-failure policy.
+
+    A module allowed to fail is tolerated (its plugin starts without it); any other module
+    failure is its plugin's, and the plugin's policy decides. Service-graph problems are fatal.
+    """
     fatal: list[LoadFailure] = []
     tolerated: list[LoadFailure] = []
     for f in failures:
-        (tolerated if f.name and policy_for(f.name) == "continue" else fatal).append(f)
+        if f.module and module_policy_for(f.name, f.module) == "continue":
+            tolerated.append(f)
+        else:
+            (tolerated if f.name and policy_for(f.name) == "continue" else fatal).append(f)
     return fatal, tolerated

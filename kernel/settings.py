@@ -148,15 +148,32 @@ class WorkerSettings(_S, frozen=True):
     plugins: dict[str, PluginWorkers] = {}
 
 
+OnFailure = Literal["abort", "continue"]
+
+
 class BootPolicy(_S, frozen=True):
-    on_plugin_boot_failure: Literal["abort", "continue"] = "abort"
+    """``backend.startup.default``: what a failing plugin, or a failing module of a plugin, does to start-up."""
+
+    on_plugin_boot_failure: OnFailure = "abort"
+    on_plugin_module_boot_failure: OnFailure = "abort"
+
+
+class ModuleStartup(_S, frozen=True):
+    on_plugin_module_boot_failure: OnFailure | None = None
+
+
+class PluginStartup(_S, frozen=True):
+    """``backend.startup.plugins.<pluginId>``: unset keys follow the default."""
+
+    on_plugin_boot_failure: OnFailure | None = None
+    modules: dict[str, ModuleStartup] = {}
 
 
 class Startup(_S, frozen=True):
     """``backend.startup``."""
 
     default: BootPolicy = BootPolicy()
-    plugins: dict[str, BootPolicy] = {}
+    plugins: dict[str, PluginStartup] = {}
 
 
 class PluginLogging(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -248,7 +265,13 @@ class Settings(msgspec.Struct, frozen=True):
 
     def boot_policy(self, plugin_id: str) -> str:
         own = self.startup.plugins.get(plugin_id)
-        return (own or self.startup.default).on_plugin_boot_failure
+        return (own and own.on_plugin_boot_failure) or self.startup.default.on_plugin_boot_failure
+
+    def module_boot_policy(self, plugin_id: str, module_id: str) -> str:
+        """``abort``: a failing module fails its plugin (whose own policy then applies); ``continue``: skipped."""
+        own = self.startup.plugins.get(plugin_id)
+        module = own.modules.get(module_id) if own else None
+        return (module and module.on_plugin_module_boot_failure) or self.startup.default.on_plugin_module_boot_failure
 
 
 # ---------------------------------------------------------------------------- reading

@@ -43,6 +43,10 @@ CALLEE = FIXTURES / "callee.py"
 #: WebSocket routes and auth policies changed at run time (tests/gateway/test_websockets.py)
 CHAT = FIXTURES / "chat.py"
 
+#: a plugin with an extension point, and modules of it (good and broken) (tests/worker/test_modules.py)
+CATALOG = FIXTURES / "catalog.py"
+CATALOG_MODULES = FIXTURES / "catalog_modules.py"
+
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """
 import this_module_does_not_exist

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from kernel.cli.common import registry
 from kernel.registry import Registry
@@ -21,8 +22,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.url:
         return _running_plugins(args)
     reg: Registry = registry()
-    rows = [
-        {"id": p.id, "distribution": p.distribution, "version": p.version, "module": p.module}
+    rows: list[dict[str, Any]] = [
+        {
+            "id": p.id,
+            "distribution": p.distribution,
+            "version": p.version,
+            "module": p.module,
+            "modules": [{"id": m.module_id, "distribution": m.distribution} for m in p.modules],
+        }
         for p in sorted(reg.plugins.values(), key=lambda p: p.id)
     ]
     failures = [{"name": f.name, "distribution": f.distribution, "reason": f.reason} for f in reg.failures]
@@ -31,7 +38,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     width = max([len(r["id"]) for r in rows] + [2])
     for r in rows:
-        print(f"{r['id']:<{width}}  {r['distribution']} {r['version']}  ({r['module']})")
+        modules = ", ".join(f"{m['id']} ({m['distribution']})" for m in r["modules"])
+        print(
+            f"{r['id']:<{width}}  {r['distribution']} {r['version']}  ({r['module']})"
+            + (f"  modules: {modules}" if modules else "")
+        )
     for f in reg.failures:
         print(f"FAILED {f}")
     return 1 if failures else 0

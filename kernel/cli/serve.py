@@ -54,18 +54,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"kernel: config error: {exc}", file=sys.stderr)
         return 2
-    fatal, tolerated = split_failures(reg.failures, settings.boot_policy)
+    fatal, tolerated = split_failures(reg.failures, settings.boot_policy, settings.module_boot_policy)
     if fatal:
         print(startup_failure_message([str(f) for f in fatal]), file=sys.stderr)
         return 1
+    failed: dict[str, str] = {}
     for f in tolerated:
-        logging.getLogger("kernel").error("%s (continuing: onPluginBootFailure is 'continue')", f)
+        skipped = f.module and settings.module_boot_policy(f.name, f.module) == "continue"
+        key = "onPluginModuleBootFailure" if skipped else "onPluginBootFailure"
+        logging.getLogger("kernel").error("%s (continuing: %s is 'continue')", f, key)
+        if not skipped:
+            failed[f.name] = str(f)
     supervisor = Supervisor(
         settings,
         config,
-        list(reg.plugins.values()),
+        [p for p in reg.plugins.values() if p.id not in failed],
         reg.provider_eps,
         dev=os.environ.get("KERNEL_ENV") == "development",
-        failed={f.name: str(f) for f in tolerated},
+        failed=failed,
     )
     return asyncio.run(supervisor.run())  # stdlib loop: the supervisor needs SIGCHLD

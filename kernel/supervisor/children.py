@@ -118,7 +118,7 @@ class Launcher:
         spec = WorkerSpec(
             plugin_id=plugin.id,
             worker_id=f"{plugin.id}.{slot}.{self._started}",
-            entry_points=[plugin.entry_point, *self.providers],
+            entry_points=[plugin.entry_point, *(m.entry_point for m in plugin.modules), *self.providers],
             control=self.control,
             gateways=self.gateways,
             settings=self.settings,

@@ -50,7 +50,13 @@ async def serve(spec: WorkerSpec) -> int:
             return []
         return validate_plugin_config(cfg, plugin.id, plugin.config_schema)
 
-    plugin = await boot(spec.plugin_id, spec.entry_points, config, prepare)
+    plugin = await boot(
+        spec.plugin_id,
+        spec.entry_points,
+        config,
+        prepare,
+        module_policy=partial(spec.settings.module_boot_policy, spec.plugin_id),
+    )
     root_path = f"{spec.settings.gateway.mount.rstrip('/')}/{spec.plugin_id}"
     dispatcher = Dispatcher(plugin.app, spec.plugin_id, root_path, dev=spec.dev)
     link = WorkerConnection(

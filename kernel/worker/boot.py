@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,10 @@ from kernel.core_services import RootConfig, core_services
 from kernel.errors import BootError
 from kernel.plugin import BackendPlugin
 from kernel.registry import load_registry
+from kernel.worker.extensions import start_modules
 from kernel.worker.router import PluginRouter
+
+log = logging.getLogger("kernel.worker")
 
 #: checks the plugin once it is known (its config schema, logging); returns problems
 Prepare = Callable[[RootConfig, BackendPlugin], list[str]]
@@ -59,12 +63,23 @@ class BootedPlugin:
 
 
 async def boot(
-    plugin_id: str, entry_points: list[str], config: RootConfig, prepare: Prepare | None = None
+    plugin_id: str,
+    entry_points: list[str],
+    config: RootConfig,
+    prepare: Prepare | None = None,
+    module_policy: Callable[[str], str] = lambda module_id: "abort",
 ) -> BootedPlugin:
-    """Load ``plugin_id`` from ``entry_points`` (its own and the providers'), then start it."""
+    """Load ``plugin_id`` from ``entry_points`` (its own, its modules' and the providers'), then start it.
+
+    ``module_policy(module_id)``: ``continue`` lets that module fail without failing the plugin.
+    """
     reg = load_registry(only=entry_points)
-    if reg.failures:
-        raise BootError("; ".join(str(f) for f in reg.failures))
+    fatal = [f for f in reg.failures if not (f.module and module_policy(f.module) == "continue")]
+    if fatal:
+        raise BootError("; ".join(str(f) for f in fatal))
+    for f in reg.failures:
+        if f not in fatal:
+            log.error("%s (continuing without it: onPluginModuleBootFailure is 'continue')", f)
     entry = reg.plugins.get(plugin_id)
     if entry is None:
         raise BootError(f"plugin '{plugin_id}' is not installed")
@@ -87,7 +102,8 @@ async def boot(
         if factory.eager and factory.service.scope == "plugin":
             await container.get(factory.service)
     plugin = entry.plugin
-    deps = await container.resolve(plugin.deps)
+    await start_modules(plugin, [m.module for m in entry.modules], container, module_policy)
+    deps = await container.resolve(plugin.deps)  # type: ignore[arg-type]  # a plugin's deps are services
     assert plugin.init_fn is not None
     result = plugin.init_fn(**deps)
     if asyncio.iscoroutine(result):
