@@ -173,8 +173,10 @@ class PluginState(msgspec.Struct, frozen=True, array_like=True):
     reason: str = ""
     distribution: str = ""
     version: str = ""
-    #: worker id -> "starting" | "ready" | "unready: <why>"
+    #: worker id -> "starting" | "ready" | "unready: <why>" | "draining"
     worker_states: dict[str, str] = {}
+    #: workers being replaced: no new requests, but the streams they serve run to their end
+    draining: list[str] = []
 
 
 class WorkerTable(_Msg, tag=10, frozen=True):
@@ -196,6 +198,12 @@ class Policies(_Msg, tag=12, frozen=True):
     """A worker's auth policies changed after start-up (worker -> supervisor, which republishes them)."""
 
     policies: list[AuthPolicy]
+
+
+class TableApplied(_Msg, tag=16, frozen=True):
+    """A gateway routes by the worker table of ``generation`` now (gateway -> supervisor)."""
+
+    generation: int
 
 
 class WsAccept(_Msg, tag=13, frozen=True):
@@ -235,6 +243,7 @@ Message = (
     | WorkerTable
     | ConfigUpdate
     | Policies
+    | TableApplied
     | WsAccept
     | WsMessage
     | WsClose

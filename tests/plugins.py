@@ -47,6 +47,9 @@ CHAT = FIXTURES / "chat.py"
 CATALOG = FIXTURES / "catalog.py"
 CATALOG_MODULES = FIXTURES / "catalog_modules.py"
 
+#: the plugin tests/supervisor/test_dev_reload.py edits while it serves
+LIVE = FIXTURES / "live.py"
+
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """
 import this_module_does_not_exist

@@ -25,6 +25,7 @@ from kernel.protocol import (
     ResponseBody,
     ResponseHead,
     Shutdown,
+    TableApplied,
     WorkerTable,
     WsAccept,
     WsClose,
@@ -162,6 +163,7 @@ class WorkerPool:
         assert self.control is not None
         if type(msg) is WorkerTable:
             self._apply(msg)
+            self.control.offer(TableApplied(msg.generation))  # resends too: an answer may have been lost
         elif type(msg) is Heartbeat:
             self.control.offer(Heartbeat(msg.sent_at))
         elif type(msg) is ConfigUpdate:
@@ -178,7 +180,7 @@ class WorkerPool:
         self.generation = table.generation
         links: dict[str, WorkerLink] = {}
         for p in table.plugins:
-            for wid in p.workers:
+            for wid in (*p.workers, *p.draining):  # a draining worker takes no new stream but ends its own
                 links[wid] = self._links.get(wid) or WorkerLink(wid, p.id)
         gone = set(self._links) - set(links)
         self._links = links

@@ -73,8 +73,16 @@ class Child:
     unready: str = ""  # the worker's own readiness checks fail
     started: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
+    #: a worker being replaced (dev reload): out of the routing, finishing what it serves
+    retiring: bool = False
+    #: a worker started to replace others: its failure to start keeps the old ones, never restarts it
+    replacing: bool = False
+    #: a gateway: the generation of the last worker table it says it routes by
+    applied: int = -1
 
     def state(self) -> str:
+        if self.retiring:
+            return "draining"
         if not self.ready:
             return "starting"
         return f"unready: {self.unready}" if self.unready else "ready"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import zmq
 
-from kernel.protocol import Heartbeat, Hello, Message, Policies, encode
+from kernel.protocol import Heartbeat, Hello, Message, Policies, TableApplied, encode
 from kernel.supervisor.children import Child
 from kernel.transport.connection import Channel, refusal
 from kernel.transport.sockets import router
@@ -72,6 +72,8 @@ class ControlChannel:
                 return
             child.ready = True
             self.on_ready(child, msg)
+        elif type(msg) is TableApplied:
+            child.applied = max(child.applied, msg.generation)
         elif type(msg) is Policies and child.ready and child.kind == "worker":
             self.on_policies(child, msg)
         elif type(msg) is Heartbeat and msg.reason != child.unready:

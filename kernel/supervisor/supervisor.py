@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 from kernel.config import Config, ReloadingConfig
 from kernel.launch import config_update
@@ -25,7 +26,9 @@ from kernel.registry import PluginEntry
 from kernel.settings import Settings
 from kernel.supervisor.children import Child, Launcher
 from kernel.supervisor.control import ControlChannel
+from kernel.supervisor.replace import Replacer
 from kernel.supervisor.restarts import RestartPolicy
+from kernel.supervisor.sources import SourceWatcher, source_roots
 from kernel.supervisor.table import PluginRecord, build_table
 from kernel.transport.endpoints import IpcTransport, Transport
 
@@ -47,6 +50,7 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         self.config = config
+        self.dev = dev
         w = settings.workers
         self.plugins = {
             p.id: PluginRecord(
@@ -73,6 +77,7 @@ class Supervisor:
         self._signal: int | None = None
         self._gateway_deaths = RestartPolicy(w.flapping_limit, w.flapping_window, 0.0, 0.0)
         self.listener: socket.socket | None = None
+        self.replacer = Replacer(self)
 
     # -- children ------------------------------------------------------------------
     def start_gateway(self, index: int) -> None:
@@ -80,9 +85,11 @@ class Supervisor:
         child = self.launcher.gateway(index, self.listener.fileno())
         self.children[child.ident] = child
 
-    def start_worker(self, plugin: PluginRecord, slot: int) -> None:
+    def start_worker(self, plugin: PluginRecord, slot: int, *, replacing: bool = False) -> Child:
         child = self.launcher.worker(plugin.entry, slot)
+        child.replacing = replacing
         self.children[child.ident] = child
+        return child
 
     def _on_ready(self, child: Child, hello: Hello) -> None:
         if child.kind == "gateway":
@@ -138,6 +145,12 @@ class Supervisor:
     def _on_exit(self, child: Child, code: int) -> None:
         self.children.pop(child.ident, None)
         if self.stopping:
+            return
+        if child.retiring:  # replaced, and done draining
+            self.publish()
+            return
+        if child.replacing and not child.ready:  # a replacement that did not start: the Replacer reports it
+            log.error("worker %s (replacing plugin '%s') exited with code %d", child.ident, child.plugin_id, code)
             return
         loop = asyncio.get_running_loop()
         if child.kind == "gateway":
@@ -227,8 +240,11 @@ class Supervisor:
             ", ".join(self.plugins) or "none",
         )
         watch = loop.create_task(self._watch())
+        sources = loop.create_task(self._watch_sources()) if self.dev else None
         await self._stop.wait()
         watch.cancel()
+        if sources is not None:
+            sources.cancel()
         await self.config.stop()
         await self.shutdown()
         if self._abort is not None:
@@ -236,6 +252,16 @@ class Supervisor:
             return 1
         # SIGTERM is a process manager's normal stop (0); SIGINT (Ctrl-C) an interruption, 128 + 2 as shells do
         return 128 + signal.SIGINT if self._signal == signal.SIGINT else 0
+
+    async def _watch_sources(self) -> None:
+        """``--dev``: a plugin whose code changed gets new workers (the others never notice)."""
+        roots = {pid: source_roots(p.entry) for pid, p in self.plugins.items()}
+
+        def changed(plugin_id: str, files: list[str]) -> None:
+            shown = ", ".join(Path(f).name for f in files[:3]) + (" ..." if len(files) > 3 else "")
+            self.replacer.request(plugin_id, f"source changed ({shown})")
+
+        await SourceWatcher(roots, changed).run()
 
     def _on_signal(self, sig: int) -> None:
         if self._signal is None:

@@ -44,14 +44,17 @@ def build_table(
     states = []
     for p in plugins:
         mine = [c for c in workers if c.plugin_id == p.id]
-        ready = [c.ident for c in mine if c.ready and not c.unready]
+        ready = [c.ident for c in mine if c.ready and not c.unready and not c.retiring]
+        draining = [c.ident for c in mine if c.retiring]
         reason = p.reason
         if p.state not in ("failed", "stopping"):
             p.state = "ready" if len(ready) == p.replicas else ("degraded" if ready else "starting")
-            reason = next((c.unready for c in mine if c.unready), "")
+            reason = next((c.unready for c in mine if c.unready and not c.retiring), "")
         detail = {c.ident: c.state() for c in mine}
         states.append(
-            PluginState(p.id, p.state, p.policies, ready, reason, p.entry.distribution, p.entry.version, detail)
+            PluginState(
+                p.id, p.state, p.policies, ready, reason, p.entry.distribution, p.entry.version, detail, draining
+            )
         )
     for pid, reason in failed_at_load.items():
         states.append(PluginState(pid, "failed", [], [], reason))
