@@ -126,6 +126,9 @@ class GatewaySettings(_S, frozen=True):
     request_timeout: float = 30.0
     max_request_body_size: int = 100 * 1024 * 1024
     mount: str = "/api"
+    #: seconds a request waits for a plugin with no ready worker while one is starting (a restart, a
+    #: recycle) before 503; never longer than ``request_timeout``
+    worker_wait_timeout: float = 5.0
 
 
 class PluginWorkers(_S, frozen=True):
@@ -143,6 +146,9 @@ class WorkerSettings(_S, frozen=True):
     restart_max_delay: float = 10.0
     flapping_limit: int = 5
     flapping_window: float = 60.0
+    #: seconds a plugin stopped for flapping waits before it is tried again (doubling, up to 16x, until it
+    #: is ready again)
+    flapping_cooldown: float = 60.0
     shutdown_grace: float = 10.0
     kill_timeout: float = 5.0
     plugins: dict[str, PluginWorkers] = {}

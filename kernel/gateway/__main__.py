@@ -76,7 +76,14 @@ async def serve(spec: GatewaySpec) -> int:
     pool = WorkerPool(
         spec.index, spec.endpoint, spec.control, on_shutdown, partial(apply_config_update, config), tolerated
     )
-    api = ApiDispatcher(pool, auth, mount=g.mount, timeout=g.request_timeout, max_body=g.max_request_body_size)
+    api = ApiDispatcher(
+        pool,
+        auth,
+        mount=g.mount,
+        timeout=g.request_timeout,
+        max_body=g.max_request_body_size,
+        worker_wait=g.worker_wait_timeout,
+    )
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
     app = build_app(api, in_registration_order(results), dev=spec.dev)
     loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)

@@ -11,16 +11,19 @@ before any byte reaches plugin code. The answer itself is the stream's job
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from kernel.errors import InputError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError
 from kernel.gateway.auth import Authenticator
-from kernel.gateway.stream import ClientGone, WorkerGone
+from kernel.gateway.stream import ClientGone, WorkerGone, WorkerLink
 from kernel.gateway.websockets import GatewaySocket, GatewayStopping
 from kernel.gateway.workers import PluginRoute, WorkerPool
 from kernel.protocol import Principal, RequestHead, encode
+
+S = TypeVar("S")
 
 
 class ApiDispatcher:
@@ -34,8 +37,10 @@ class ApiDispatcher:
         mount: str,
         timeout: float,
         max_body: int,
+        worker_wait: float = 5.0,
     ) -> None:
         self.pool = pool
+        self.worker_wait = worker_wait
         self.auth = auth
         self.prefix = mount.rstrip("/") + "/"
         self.timeout = timeout
@@ -76,7 +81,7 @@ class ApiDispatcher:
         pool = self.pool
         worker = route.pick()
         if worker is None:  # before auth: a plugin never started has no known policies
-            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
+            route, worker = await self._wait_for_worker(plugin_id)
         headers = scope["headers"]
         principal = await self._principal(plugin_id, route, rest, headers)
         declared = _content_length(headers)
@@ -107,10 +112,7 @@ class ApiDispatcher:
                 )
             )
 
-        try:
-            stream = pool.open(worker, head)
-        except WorkerGone as exc:
-            raise ServiceUnavailableError(str(exc)) from exc
+        stream = await self._open(plugin_id, route, worker, pool.open, head)
         self.inflight += 1
         upload = None
         try:
@@ -136,7 +138,7 @@ class ApiDispatcher:
         plugin_id, rest, route = self._route(path)
         worker = route.pick()
         if worker is None:
-            raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})")
+            route, worker = await self._wait_for_worker(plugin_id)
         headers = scope["headers"]
         principal = await self._principal(plugin_id, route, rest, headers)
         client = scope.get("client")
@@ -151,10 +153,7 @@ class ApiDispatcher:
                 )
             )  # fmt: skip
 
-        try:
-            socket = self.pool.open_socket(worker, head)
-        except WorkerGone as exc:
-            raise ServiceUnavailableError(str(exc)) from exc
+        socket = await self._open(plugin_id, route, worker, self.pool.open_socket, head)
         self.sockets.add(socket)
         try:
             await socket.serve(scope, receive, send, self.timeout)
@@ -164,6 +163,36 @@ class ApiDispatcher:
         finally:
             self.sockets.discard(socket)
             self.pool.close_stream(socket)
+
+    async def _wait_for_worker(self, plugin_id: str) -> tuple[PluginRoute, WorkerLink]:
+        """A plugin with no ready worker: wait for one while one may come (a restart), within the limits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self.worker_wait, self.timeout)
+        while True:
+            route = self.pool.plugins.get(plugin_id)
+            if route is None:
+                raise NotFoundError(f"No plugin with id '{plugin_id}'")
+            worker = route.pick()
+            if worker is not None:
+                return route, worker
+            left = deadline - loop.time()
+            if route.state == "failed" or left <= 0 or not self.pool.accepting:
+                raise ServiceUnavailableError(
+                    f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})"
+                )
+            await self.pool.table_change(left)
+
+    async def _open(
+        self, plugin_id: str, route: PluginRoute, worker: WorkerLink, open_on: Callable[[WorkerLink, Any], S], head: Any
+    ) -> S:
+        """Send the head to ``worker``; one that is gone (dead before the table says so) is skipped for another."""
+        for _ in range(3):
+            try:
+                return open_on(worker, head)
+            except WorkerGone:
+                route.drop(worker)
+                route, worker = await self._wait_for_worker(plugin_id)
+        raise ServiceUnavailableError(f"Plugin '{plugin_id}' has no reachable worker")
 
     def close_sockets(self) -> None:
         """This gateway stops: every open WebSocket closes with 1001 (going away)."""

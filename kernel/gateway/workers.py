@@ -7,6 +7,7 @@ plugin. Messages from workers are handed to the stream they belong to.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,11 @@ class PluginRoute:
         self.policies: list[AuthPolicy] = sorted(state.policies, key=lambda p: -len(p.path))
         self.workers = [links[w] for w in state.workers if w in links]
 
+    def drop(self, worker: WorkerLink) -> None:
+        """Stop picking ``worker`` (found gone) until the next table."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+
     def pick(self) -> WorkerLink | None:
         """The least-loaded ready worker."""
         best = None
@@ -94,6 +100,7 @@ class WorkerPool:
         self._on_shutdown = on_shutdown
         self._on_config = on_config
         self._tolerated = tolerated
+        self._table_waiters: list[asyncio.Future[None]] = []
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.workers: Channel | None = None
         self.control: Channel | None = None
@@ -109,6 +116,19 @@ class WorkerPool:
         for channel in (self.workers, self.control):
             if channel is not None:
                 channel.close()
+
+    async def table_change(self, timeout: float) -> None:
+        """Wait for the next worker table (or ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._table_waiters.append(waiter)
+        timer = loop.call_later(timeout, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._table_waiters:
+                self._table_waiters.remove(waiter)
 
     # -- streams ---------------------------------------------------------------
     def open(self, worker: WorkerLink, head_frame: Callable[[int], bytes]) -> GatewayStream:
@@ -188,6 +208,9 @@ class WorkerPool:
         self.states = {p.id: p for p in table.plugins}
         self.accepting = table.accepting
         self.table_seen = True
+        waiters, self._table_waiters = self._table_waiters, []
+        for w in waiters:
+            _settle(w)
         if gone:
             for stream in list(self.streams.values()):
                 if stream.worker.id in gone:
@@ -218,3 +241,8 @@ class WorkerPool:
         if failed:
             body["failed"] = failed
         return not not_ready, body
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -100,6 +100,7 @@ class Supervisor:
         if not plugin.ever_ready:
             log.info("plugin '%s' is ready (worker pid %d)", plugin.id, hello.pid)
         plugin.ever_ready = True
+        plugin.cooldowns = 0
         plugin.restarts.started()
         self.publish()
 
@@ -169,13 +170,17 @@ class Supervisor:
             return
         log.error("worker %s of plugin '%s' died (%s)", child.ident, plugin.id, how)
         if plugin.restarts.died():
+            cooldown = self.settings.workers.flapping_cooldown * 2 ** min(plugin.cooldowns, 4)
+            plugin.cooldowns += 1
             plugin.state = "failed"
             window = plugin.restarts.window
             plugin.reason = (
-                f"failed: {len(plugin.restarts.deaths)} worker deaths within {window:g}s (last: {how}); not restarting"
+                f"failed: {len(plugin.restarts.deaths)} worker deaths within {window:g}s (last: {how}); "
+                f"trying again in {cooldown:g}s"
             )
             log.error("plugin '%s' %s", plugin.id, plugin.reason)
             self.publish()
+            loop.call_later(cooldown, self._after_cooldown, plugin)
             return
         delay = plugin.restarts.next_delay()
         self.publish()
@@ -184,6 +189,19 @@ class Supervisor:
     def _restart_worker(self, plugin: PluginRecord, slot: int) -> None:
         if not self.stopping and plugin.state != "failed":
             self.start_worker(plugin, slot)
+
+    def _after_cooldown(self, plugin: PluginRecord) -> None:
+        """A plugin stopped for flapping gets another start (the next failure waits twice as long)."""
+        if self.stopping or plugin.state != "failed":
+            return
+        log.info("plugin '%s': cool-down over, starting it again", plugin.id)
+        plugin.state, plugin.reason = "starting", ""
+        plugin.restarts.deaths.clear()
+        busy = {c.slot for c in self.children.values() if c.kind == "worker" and c.plugin_id == plugin.id}
+        for slot in range(plugin.replicas):
+            if slot not in busy:
+                self.start_worker(plugin, slot)
+        self.publish()
 
     def _restart_gateway(self, index: int) -> None:
         if not self.stopping:

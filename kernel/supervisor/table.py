@@ -23,6 +23,8 @@ class PluginRecord:
     reason: str = ""
     policies: list[AuthPolicy] = field(default_factory=list)
     ever_ready: bool = False
+    #: cool-downs after flapping since it was last ready (each one twice as long)
+    cooldowns: int = 0
 
     @property
     def id(self) -> str:
