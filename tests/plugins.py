@@ -50,7 +50,7 @@ CATALOG_MODULES = FIXTURES / "catalog_modules.py"
 #: the plugin tests/supervisor/test_dev_reload.py edits while it serves
 LIVE = FIXTURES / "live.py"
 
-#: a plugin whose first starts die (tests/supervisor/test_restarts.py)
+#: a plugin whose first starts die (tests/supervisor/test_no_gap.py)
 FLAKY = FIXTURES / "flaky.py"
 
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
