@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import traceback
 from typing import Any
 
@@ -23,9 +24,11 @@ __all__ = [
     "PluginDeclarationError",
     "ProtocolError",
     "ServiceUnavailableError",
+    "TooManyRequestsError",
     "describe",
     "error_body",
     "name_for_status",
+    "retry_after_header",
     "status_for",
 ]
 
@@ -42,6 +45,7 @@ STATUS_BY_NAME: dict[str, int] = {
     "ServiceUnavailableError": 503,
     "GatewayTimeoutError": 504,
     "PayloadTooLargeError": 413,
+    "TooManyRequestsError": 429,
 }
 
 _NAME_BY_STATUS = {status: name for name, status in STATUS_BY_NAME.items()} | {405: "MethodNotAllowedError"}
@@ -56,10 +60,12 @@ class KernelError(Exception):
 
     name = "Error"
 
-    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+    def __init__(self, message: str, *, cause: BaseException | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.cause = cause
+        #: seconds after which the caller may try again: the gateway sends it as ``Retry-After`` (429, 503)
+        self.retry_after = retry_after
 
 
 # ---------------------------------------------------------------------------- the kernel's own failures
@@ -162,6 +168,24 @@ class PayloadTooLargeError(KernelError):
     """The request body is over the limit (413)."""
 
     name = "PayloadTooLargeError"
+
+
+class TooManyRequestsError(KernelError):
+    """The caller sent more requests than the rate limit allows (429); ``retry_after``: seconds until it may again."""
+
+    name = "TooManyRequestsError"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, cause: BaseException | None = None) -> None:
+        super().__init__(message, cause=cause)
+        self.retry_after = retry_after
+
+
+def retry_after_header(exc: BaseException) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` (whole seconds, at least 1) for an error that says when to retry; else nothing."""
+    after = getattr(exc, "retry_after", None)
+    if not isinstance(after, (int, float)):
+        return []
+    return [(b"retry-after", str(max(1, math.ceil(after))).encode())]
 
 
 def describe(exc: BaseException) -> tuple[str, int]:

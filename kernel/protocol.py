@@ -152,6 +152,8 @@ class Heartbeat(_Msg, tag=8, frozen=True):
     sent_at: float
     ready: bool = True
     reason: str = ""
+    #: a worker's requests and WebSockets started so far (for ``maxRequests`` recycling)
+    served: int = 0
 
 
 class Shutdown(_Msg, tag=9, frozen=True):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -33,11 +33,13 @@ __all__ = [
     "GatewaySettings",
     "Listen",
     "LoggingSettings",
+    "PluginLimits",
     "PluginLogging",
     "PluginWorkers",
     "ReloadSettings",
     "Settings",
     "Startup",
+    "WorkerLimits",
     "WorkerSettings",
     "merge",
     "read_auth_settings",
@@ -131,8 +133,40 @@ class GatewaySettings(_S, frozen=True):
     worker_wait_timeout: float = 5.0
 
 
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class WorkerLimits(_S, frozen=True):
+    """Limits of each worker of a plugin (``backend.workers.limits``; per plugin under ``plugins.<id>.limits``).
+
+    ``0`` turns a limit off.
+    """
+
+    #: resident memory above which a worker is recycled gracefully (a replacement starts, then it drains)
+    memory_soft_mb: _NonNegative = 512
+    #: resident memory above which a worker is killed at once (then restarted like any dead worker)
+    memory_hard_mb: _NonNegative = 1024
+    #: requests after which a worker is recycled gracefully
+    max_requests: _NonNegative = 0
+    #: requests (and WebSockets) one gateway process lets a worker hold at once; more wait in the queue
+    max_in_flight: _NonNegative = 1000
+    #: requests one gateway process lets wait for a worker with room, per plugin; more get 503 at once
+    queue_size: _NonNegative = 100
+
+
+class PluginLimits(_S, frozen=True):
+    """Per-plugin overrides of ``WorkerLimits``: a key left out follows ``backend.workers.limits``."""
+
+    memory_soft_mb: _NonNegative | None = None
+    memory_hard_mb: _NonNegative | None = None
+    max_requests: _NonNegative | None = None
+    max_in_flight: _NonNegative | None = None
+    queue_size: _NonNegative | None = None
+
+
 class PluginWorkers(_S, frozen=True):
     replicas: int | None = None
+    limits: PluginLimits = PluginLimits()
 
 
 class WorkerSettings(_S, frozen=True):
@@ -151,6 +185,7 @@ class WorkerSettings(_S, frozen=True):
     flapping_cooldown: float = 60.0
     shutdown_grace: float = 10.0
     kill_timeout: float = 5.0
+    limits: WorkerLimits = WorkerLimits()
     plugins: dict[str, PluginWorkers] = {}
 
 
@@ -268,6 +303,20 @@ class Settings(msgspec.Struct, frozen=True):
     def replicas(self, plugin_id: str) -> int:
         own = self.workers.plugins.get(plugin_id)
         return own.replicas if own is not None and own.replicas is not None else self.workers.replicas
+
+    def limits(self, plugin_id: str) -> WorkerLimits:
+        """The limits of ``plugin_id``'s workers: its own overrides on the defaults."""
+        own = self.workers.plugins.get(plugin_id)
+        if own is None:
+            return self.workers.limits
+        changed = {k: v for k in PluginLimits.__struct_fields__ if (v := getattr(own.limits, k)) is not None}
+        return msgspec.structs.replace(self.workers.limits, **changed) if changed else self.workers.limits
+
+    def lowest_in_flight_limit(self) -> int:
+        """The smallest ``maxInFlight`` of any plugin (0: none is limited)."""
+        found = [self.workers.limits.max_in_flight]
+        found += [p.limits.max_in_flight for p in self.workers.plugins.values() if p.limits.max_in_flight is not None]
+        return min((v for v in found if v), default=0)
 
     def boot_policy(self, plugin_id: str) -> str:
         own = self.startup.plugins.get(plugin_id)

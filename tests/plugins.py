@@ -53,6 +53,9 @@ LIVE = FIXTURES / "live.py"
 #: a plugin whose first starts die (tests/supervisor/test_no_gap.py)
 FLAKY = FIXTURES / "flaky.py"
 
+#: a plugin that leaks memory on request (tests/supervisor/test_limits.py)
+HUNGRY = FIXTURES / "hungry.py"
+
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """
 import this_module_does_not_exist

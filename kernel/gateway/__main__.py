@@ -83,6 +83,8 @@ async def serve(spec: GatewaySpec) -> int:
         timeout=g.request_timeout,
         max_body=g.max_request_body_size,
         worker_wait=g.worker_wait_timeout,
+        limits=spec.settings.limits,
+        lowest_in_flight=spec.settings.lowest_in_flight_limit(),
     )
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
     app = build_app(api, in_registration_order(results), dev=spec.dev)

@@ -22,6 +22,7 @@ from kernel.gateway.stream import ClientGone, WorkerGone, WorkerLink
 from kernel.gateway.websockets import GatewaySocket, GatewayStopping
 from kernel.gateway.workers import PluginRoute, WorkerPool
 from kernel.protocol import Principal, RequestHead, encode
+from kernel.settings import WorkerLimits
 
 S = TypeVar("S")
 
@@ -38,9 +39,14 @@ class ApiDispatcher:
         timeout: float,
         max_body: int,
         worker_wait: float = 5.0,
+        limits: Callable[[str], WorkerLimits] = lambda plugin_id: WorkerLimits(),
+        lowest_in_flight: int = WorkerLimits().max_in_flight,
     ) -> None:
         self.pool = pool
         self.worker_wait = worker_wait
+        self.limits = limits
+        #: below this many streams on a worker no plugin's limit can apply (the smallest limit of all)
+        self._max_in_flight = lowest_in_flight or 2**62
         self.auth = auth
         self.prefix = mount.rstrip("/") + "/"
         self.timeout = timeout
@@ -82,6 +88,8 @@ class ApiDispatcher:
         worker = route.pick()
         if worker is None:  # before auth: a plugin never started has no known policies
             route, worker = await self._wait_for_worker(plugin_id)
+        if worker.inflight >= self._max_in_flight:  # the common case skips the per-plugin lookup
+            route, worker = await self._worker_with_room(plugin_id, route, worker)
         headers = scope["headers"]
         principal = await self._principal(plugin_id, route, rest, headers)
         declared = _content_length(headers)
@@ -139,6 +147,7 @@ class ApiDispatcher:
         worker = route.pick()
         if worker is None:
             route, worker = await self._wait_for_worker(plugin_id)
+        route, worker = await self._worker_with_room(plugin_id, route, worker)
         headers = scope["headers"]
         principal = await self._principal(plugin_id, route, rest, headers)
         client = scope.get("client")
@@ -181,6 +190,34 @@ class ApiDispatcher:
                     f"Plugin '{plugin_id}' has no ready worker ({route.reason or route.state})"
                 )
             await self.pool.table_change(left)
+
+    async def _worker_with_room(
+        self, plugin_id: str, route: PluginRoute, worker: WorkerLink
+    ) -> tuple[PluginRoute, WorkerLink]:
+        """``worker`` if it holds fewer than ``maxInFlight`` streams; else wait in the plugin's bounded queue."""
+        limits = self.limits(plugin_id)
+        if not limits.max_in_flight or worker.inflight < limits.max_in_flight:
+            return route, worker
+        queue = self.pool.queue(plugin_id)
+        if len(queue) >= limits.queue_size:
+            raise ServiceUnavailableError(
+                f"Plugin '{plugin_id}' is at capacity ({limits.max_in_flight} in flight per worker, "
+                f"{len(queue)} waiting); try again shortly",
+                retry_after=1,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(self.worker_wait, self.timeout)
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ServiceUnavailableError(
+                    f"Plugin '{plugin_id}' had no room for the request within {min(self.worker_wait, self.timeout):g}s",
+                    retry_after=1,
+                )
+            await self.pool.room(plugin_id, left)
+            route, worker = await self._wait_for_worker(plugin_id)
+            if worker.inflight < limits.max_in_flight:
+                return route, worker
 
     async def _open(
         self, plugin_id: str, route: PluginRoute, worker: WorkerLink, open_on: Callable[[WorkerLink, Any], S], head: Any

@@ -101,6 +101,8 @@ class WorkerPool:
         self._on_config = on_config
         self._tolerated = tolerated
         self._table_waiters: list[asyncio.Future[None]] = []
+        #: per plugin: requests waiting for a worker with room (``maxInFlight``), oldest first
+        self._queues: dict[str, list[asyncio.Future[None]]] = {}
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.workers: Channel | None = None
         self.control: Channel | None = None
@@ -119,16 +121,14 @@ class WorkerPool:
 
     async def table_change(self, timeout: float) -> None:
         """Wait for the next worker table (or ``timeout`` seconds)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._table_waiters.append(waiter)
-        timer = loop.call_later(timeout, _settle, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            if waiter in self._table_waiters:
-                self._table_waiters.remove(waiter)
+        await _wait_in(self._table_waiters, timeout)
+
+    def queue(self, plugin_id: str) -> list[asyncio.Future[None]]:
+        return self._queues.setdefault(plugin_id, [])
+
+    async def room(self, plugin_id: str, timeout: float) -> None:
+        """Wait in ``plugin_id``'s queue until one of its streams ends (or a new table, or ``timeout``)."""
+        await _wait_in(self.queue(plugin_id), timeout)
 
     # -- streams ---------------------------------------------------------------
     def open(self, worker: WorkerLink, head_frame: Callable[[int], bytes]) -> GatewayStream:
@@ -157,6 +157,9 @@ class WorkerPool:
     def close_stream(self, stream: GatewayStream | GatewaySocket) -> None:
         if self.streams.pop(stream.id, None) is not None:
             stream.worker.inflight -= 1
+            queue = self._queues.get(stream.worker.plugin_id)
+            if queue:
+                _settle(queue.pop(0))  # the oldest waiter takes the room
 
     def send(self, worker: WorkerLink, frame: bytes, data: bytes | None) -> None:
         """Send a message (and, for body messages, its bytes) to ``worker``."""
@@ -209,6 +212,9 @@ class WorkerPool:
         self.accepting = table.accepting
         self.table_seen = True
         waiters, self._table_waiters = self._table_waiters, []
+        for queue in self._queues.values():  # new workers may have room
+            waiters += queue
+            queue.clear()
         for w in waiters:
             _settle(w)
         if gone:
@@ -241,6 +247,20 @@ class WorkerPool:
         if failed:
             body["failed"] = failed
         return not not_ready, body
+
+
+async def _wait_in(waiters: list[asyncio.Future[None]], timeout: float) -> None:
+    """Join ``waiters`` until settled by whoever wakes them, or ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    waiters.append(waiter)
+    timer = loop.call_later(timeout, _settle, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if waiter in waiters:
+            waiters.remove(waiter)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

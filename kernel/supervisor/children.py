@@ -79,6 +79,9 @@ class Child:
     replacing: bool = False
     #: a gateway: the generation of the last worker table it says it routes by
     applied: int = -1
+    #: a worker: requests it started (its heartbeats say), and whether a replacement is on its way
+    served: int = 0
+    recycling: bool = False
 
     def state(self) -> str:
         if self.retiring:

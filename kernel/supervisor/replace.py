@@ -1,4 +1,5 @@
-"""Replacing a plugin's workers without a gap (``kernel serve --dev`` after a source change).
+"""Replacing a plugin's workers without a gap: all of them (``kernel serve --dev`` after a source
+change), or one (recycling a worker over its memory or request limit).
 
 New workers start beside the old ones; only once every new one is ready does the
 table route to them and mark the old ones draining; once every gateway says it
@@ -32,34 +33,43 @@ class Replacer:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._again: dict[str, str] = {}
+        self._again: dict[str, tuple[str, Child | None]] = {}
         #: called with (plugin id, seconds) after each replacement (None: it failed); for tests and benchmarks
         self.on_done: Callable[[str, float | None], None] = lambda plugin_id, seconds: None
 
-    def request(self, plugin_id: str, why: str) -> None:
+    def request(self, plugin_id: str, why: str, only: Child | None = None) -> None:
+        """Replace every worker of ``plugin_id``, or ``only`` that one."""
         if plugin_id in self._running:
-            self._again[plugin_id] = why
+            queued = self._again.get(plugin_id)
+            # a queued replacement of every worker covers any single one
+            self._again[plugin_id] = (why, None if queued is not None and queued[1] is not only else only)
             return
-        task = asyncio.get_running_loop().create_task(self._replace(plugin_id, why))
+        task = asyncio.get_running_loop().create_task(self._replace(plugin_id, why, only))
         self._running[plugin_id] = task
         task.add_done_callback(lambda _t: self._finished(plugin_id))
 
     def _finished(self, plugin_id: str) -> None:
         self._running.pop(plugin_id, None)
-        why = self._again.pop(plugin_id, None)
-        if why is not None and not self.sup.stopping:
-            self.request(plugin_id, why)
+        again = self._again.pop(plugin_id, None)
+        if again is not None and not self.sup.stopping:
+            self.request(plugin_id, *again)
 
-    async def _replace(self, plugin_id: str, why: str) -> None:
+    async def _replace(self, plugin_id: str, why: str, only: Child | None) -> None:
         sup = self.sup
         plugin = sup.plugins[plugin_id]
         started = time.monotonic()
-        log.info("plugin '%s': %s; starting new workers", plugin_id, why)
-        old = [c for c in sup.children.values() if c.kind == "worker" and c.plugin_id == plugin_id and not c.retiring]
+        mine = [c for c in sup.children.values() if c.kind == "worker" and c.plugin_id == plugin_id and not c.retiring]
+        if only is not None:
+            if only.ident not in sup.children or only.retiring:
+                return  # gone or replaced meanwhile
+            mine = [only]
+        old = mine
+        log.info("plugin '%s': %s; starting %s", plugin_id, why, "a new worker" if only else "new workers")
         if plugin.state == "failed":  # it gave up restarting: new code gets a fresh start
             plugin.state, plugin.reason = "starting", ""
             plugin.restarts.deaths.clear()
-        new = [sup.start_worker(plugin, slot, replacing=True) for slot in range(plugin.replicas)]
+        slots = [only.slot] if only is not None else list(range(plugin.replicas))
+        new = [sup.start_worker(plugin, slot, replacing=True) for slot in slots]
         while not all(c.ready for c in new):
             if sup.stopping:
                 return
@@ -67,6 +77,8 @@ class Replacer:
                 for c in new:
                     if c.ident in sup.children:
                         c.process.terminate()
+                for c in old:
+                    c.recycling = False  # may be tried again
                 log.error(
                     "plugin '%s': the new workers did not start (see the log above); %s",
                     plugin_id,
@@ -86,7 +98,10 @@ class Replacer:
             if c.ident in sup.children:
                 sup.control.send(c, Shutdown(grace))
         seconds = time.monotonic() - started
-        log.info("plugin '%s' replaced in %.2fs; the old workers drain", plugin_id, seconds)
+        log.info(
+            "plugin '%s' %s in %.2fs; the old %s", plugin_id, f"worker {only.ident} replaced" if only else "replaced",
+            seconds, "one drains" if only else "workers drain",
+        )  # fmt: skip
         self.on_done(plugin_id, seconds)
         await self._reap_stragglers(old, grace + sup.settings.workers.kill_timeout)
 

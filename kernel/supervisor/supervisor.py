@@ -26,6 +26,7 @@ from kernel.registry import PluginEntry
 from kernel.settings import Settings
 from kernel.supervisor.children import Child, Launcher
 from kernel.supervisor.control import ControlChannel
+from kernel.supervisor.limits import check_limits
 from kernel.supervisor.replace import Replacer
 from kernel.supervisor.restarts import RestartPolicy
 from kernel.supervisor.sources import SourceWatcher, source_roots
@@ -214,6 +215,8 @@ class Supervisor:
             await asyncio.sleep(w.heartbeat_interval)
             self._reap()
             now = time.monotonic()
+            if not self.stopping:
+                check_limits(self)
             for child in list(self.children.values()):
                 if child.ready:
                     self.control.send(child, beat)

@@ -155,7 +155,8 @@ class WorkerConnection:
         loop = asyncio.get_running_loop()
         checks = loop.create_task(self._readiness())
         while True:
-            self.control.offer(encode(Heartbeat(time.time(), not self._unready, self._unready)))
+            beat = Heartbeat(time.time(), not self._unready, self._unready, self.dispatcher.served)
+            self.control.offer(encode(beat))
             await asyncio.sleep(w.heartbeat_interval)
             if checks.done() and not checks.cancelled() and checks.exception() is not None:
                 log.error("readiness checks of plugin '%s' crashed: %r", self.spec.plugin_id, checks.exception())

@@ -34,6 +34,7 @@ class Dispatcher:
         self.root_path = root_path
         self.dev = dev
         self.streams: dict[tuple[int, int], Stream | WebSocketStream] = {}
+        self.served = 0  # requests and WebSockets started
 
     def on_message(self, index: int, msg: Message, frames: list[bytes], send: Send) -> None:
         """A stream message from gateway ``index``; ``send`` answers that gateway."""
@@ -56,6 +57,7 @@ class Dispatcher:
             stream.feed_close(msg.code, msg.reason)  # type: ignore[union-attr]
 
     def _start(self, index: int, head: RequestHead, send: Send) -> None:
+        self.served += 1
         stream = WebSocketStream(head, send) if head.websocket else Stream(head, send)
         key = (index, head.stream)
         self.streams[key] = stream

@@ -104,6 +104,7 @@ class ErrorMiddleware:
             extra: list[tuple[bytes, bytes]] = []
             if status == 401:
                 extra.append((b"www-authenticate", b"Bearer"))
+            extra += errors.retry_after_header(exc)
             await send_error(
                 send,
                 scope,

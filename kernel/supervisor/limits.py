@@ -1,0 +1,53 @@
+"""Each worker's limits, checked by the supervisor on every heartbeat tick.
+
+Resident memory is read from ``/proc/<pid>/statm`` (Linux). Above a plugin's soft
+limit a worker is recycled gracefully: a replacement starts, takes over once ready,
+and the old one drains (``kernel.supervisor.replace``). Above the hard limit it is
+killed at once and restarted like any dead worker (it counts towards flapping). After
+``maxRequests`` requests a worker is recycled like above the soft limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kernel.supervisor.supervisor import Supervisor
+
+log = logging.getLogger("kernel")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MiB, or ``None`` when it cannot be read (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def check_limits(sup: Supervisor) -> None:
+    """Recycle or kill the workers over their plugin's limits."""
+    for child in list(sup.children.values()):
+        if child.kind != "worker" or not child.ready or child.retiring or child.recycling:
+            continue
+        limits = sup.settings.limits(child.plugin_id)
+        rss = rss_mb(child.process.pid) if limits.memory_soft_mb or limits.memory_hard_mb else None
+        if rss is not None and limits.memory_hard_mb and rss > limits.memory_hard_mb:
+            log.error(
+                "worker %s of plugin '%s' uses %.0f MB, over its hard memory limit of %d MB; killing it",
+                child.ident, child.plugin_id, rss, limits.memory_hard_mb,
+            )  # fmt: skip
+            child.process.kill()
+            continue
+        why = ""
+        if rss is not None and limits.memory_soft_mb and rss > limits.memory_soft_mb:
+            why = f"worker {child.ident} uses {rss:.0f} MB, over its soft memory limit of {limits.memory_soft_mb} MB"
+        elif limits.max_requests and child.served >= limits.max_requests:
+            why = f"worker {child.ident} served {child.served} requests (maxRequests {limits.max_requests})"
+        if why:
+            child.recycling = True
+            sup.replacer.request(child.plugin_id, why, only=child)
