@@ -1,0 +1,99 @@
+"""The ``proxy`` plugin (mounted at ``/api/proxy``): ``/api/proxy/<route>/...`` goes to the route's upstream.
+
+At start-up the endpoints come from ``proxy.endpoints`` (``kernel_proxy.config``) and from the
+``kernel_proxy_endpoints`` hook of installed packages (``kernel_proxy.hookspecs``); each endpoint
+with ``credentials: dangerously-allow-unauthenticated`` gets an ``unauthenticated`` auth policy on
+its route, every other one needs credentials (the gateway checks them). After each config reload
+the table is rebuilt and the auth policies follow (opened, closed) without a restart; a reload
+with a bad endpoint (and no ``skipInvalidProxies``) is refused and logged, the endpoints in force
+stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kernel.api import (
+    ConfigError,
+    HookCaller,
+    HttpRouter,
+    Lifecycle,
+    Logger,
+    RootConfig,
+    core_services,
+    create_plugin,
+    read_section,
+)
+
+from .config import Endpoint, ProxyConfig
+from .forward import ProxyApp
+from .table import EndpointTable, build_endpoints
+
+__all__ = ["plugin", "provided_endpoints"]
+
+plugin = create_plugin("proxy", config_schema=ProxyConfig)
+
+
+def provided_endpoints(hooks: HookCaller, logger: Logger) -> list[Mapping[str, Any]]:
+    """What the installed packages' ``kernel_proxy_endpoints`` return, in the order they were loaded."""
+    try:
+        results = hooks.call("kernel_proxy_endpoints")
+    except AttributeError:  # no package implements the hook
+        return []
+    found: list[Mapping[str, Any]] = []
+    for result in reversed(results):  # pluggy calls the package loaded last first
+        if isinstance(result, Mapping):
+            found.append(result)
+        elif result is not None:
+            logger.warning("kernel_proxy_endpoints returned no mapping: ignored", returned=type(result).__name__)
+    return found
+
+
+class _Policies:
+    """The ``unauthenticated`` auth policies of the open endpoints, kept in step with the table."""
+
+    def __init__(self, router: HttpRouter) -> None:
+        self._router = router
+        self._open: set[str] = set()
+
+    def sync(self, endpoints: Mapping[str, Endpoint]) -> None:
+        wanted = {route for route, endpoint in endpoints.items() if endpoint.open}
+        for route in sorted(self._open - wanted):
+            self._router.remove_auth_policy(route)
+        for route in sorted(wanted - self._open):
+            self._router.add_auth_policy(route, allow="unauthenticated")
+        self._open = wanted
+
+
+@plugin.init(
+    router=core_services.http_router,
+    logger=core_services.logger,
+    config=core_services.root_config,
+    hooks=core_services.root_hooks,
+    lifecycle=core_services.lifecycle,
+)
+async def init(router: HttpRouter, logger: Logger, config: RootConfig, hooks: HookCaller, lifecycle: Lifecycle) -> None:
+    provided: Sequence[Mapping[str, Any]] = provided_endpoints(hooks, logger)
+    table = EndpointTable(logger)
+    policies = _Policies(router)
+    # the worker checked the config against ProxyConfig already; a bad hook endpoint raises here
+    endpoints = build_endpoints(read_section(config, "proxy", ProxyConfig), provided, logger)
+    table.replace(endpoints)
+    policies.sync(endpoints)
+    if not endpoints:
+        logger.info("no proxy endpoints configured (proxy.endpoints)")
+
+    def reloaded(new_config: Any) -> None:
+        try:
+            fresh = build_endpoints(read_section(new_config, "proxy", ProxyConfig), provided, logger)
+        except ConfigError as exc:
+            logger.error("proxy config reload refused, keeping the endpoints in force", error=str(exc))
+            return
+        if fresh != table.endpoints:
+            table.replace(fresh)
+            policies.sync(fresh)
+
+    config.subscribe(reloaded)
+    lifecycle.add_shutdown_hook(table.close, label="proxy upstream pools")
+    router.use(ProxyApp(table, logger))
