@@ -47,7 +47,7 @@ class Upstream:
         try:
             async with self._client().get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 status = resp.status
-                body = await resp.content.read(MAX_BODY_BYTES + 1)
+                body = await _read_at_most(resp.content, MAX_BODY_BYTES + 1)
         except TimeoutError:
             self._logger.warning("insights upstream timed out", url=url, timeout=timeout)
             raise ServiceUnavailableError(
@@ -72,3 +72,16 @@ class Upstream:
             self._logger.warning("insights upstream answered no JSON object", url=url)
             raise ServiceUnavailableError("The insights upstream API answered something that is not a JSON object")
         return data
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes (``read(n)`` alone stops at what is buffered so far)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)

@@ -29,7 +29,8 @@ class FakeUpstream:
     """The internal API of the seed: ``GET /v1/services/<id>``; every request path is recorded in ``hits``.
 
     ``payments-api``: 200 with ``PAYMENTS``; ``broken``: 500; ``slow``: 200 after ``delay`` seconds;
-    ``not-json``: 200 with text; ``list``: 200 with a JSON array; anything else: 404.
+    ``not-json``: 200 with text; ``list``: 200 with a JSON array; ``big``: 200 with 600 KB of JSON;
+    anything else: 404.
     ``stop()`` closes the port (connections refused); ``start()`` serves on the same port again.
     """
 
@@ -65,6 +66,10 @@ class FakeUpstream:
                     self._send(200, b"<html>maintenance</html>", "text/html")
                 elif name == "list":
                     self._send(200, b"[1, 2]", "application/json")
+                elif name == "big":  # 600 KB: arrives in many reads
+                    self._send(
+                        200, json.dumps({**PAYMENTS, "history": ["x" * 100] * 6000}).encode(), "application/json"
+                    )
                 else:
                     self._send(404, b'{"message": "no such service"}', "application/json")
 

@@ -115,6 +115,14 @@ def test_3_services_with_a_user_token_answers_the_upstream_data(
     wait_for(lambda: "fetching insights" in dev.output() and GUEST in dev.output(), 10, dev.output)
 
 
+def test_a_large_upstream_answer_arrives_whole(
+    dev: KernelProcess, upstream: FakeUpstream, user: dict[str, str]
+) -> None:
+    resp = _get(dev, "/services/big", user)
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["history"]) == 6000
+
+
 @pytest.mark.parametrize("bad", ["Bad_Id", "UPPER", "-leading-dash", "a" * 64, "dots.here", "%20space", "x%00"])
 def test_4_a_malformed_id_is_400_before_any_upstream_call(
     dev: KernelProcess, upstream: FakeUpstream, user: dict[str, str], bad: str
