@@ -261,7 +261,7 @@ def decode(frame: bytes | memoryview) -> Message:
     """Decode one frame, raising ``ProtocolError`` with a readable reason."""
     try:
         return _decoder.decode(frame)  # type: ignore[no-any-return]
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: msgspec raises the latter
         raise ProtocolError(
             f"undecodable frame ({exc}); is the peer speaking protocol version {PROTOCOL_VERSION}?"
         ) from exc
