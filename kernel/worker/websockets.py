@@ -22,9 +22,10 @@ from kernel.protocol import Credit, RequestHead, ResponseHead, WsAccept, WsClose
 from kernel.transport.sockets import MAX_FRAME
 from kernel.worker.streams import Send
 
-#: close codes (RFC 6455): the worker is stopping; the handler failed
+#: close codes (RFC 6455): the peer left; the handler failed; the worker is replaced (reconnect)
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
 
 
 class WebSocketStream:
@@ -87,11 +88,11 @@ class WebSocketStream:
             self.task.cancel()
 
     def going_away(self) -> None:
-        """The worker stops: close the client's socket and tell the handler."""
+        """The worker stops (replaced, recycled, or the kernel stops): the client may reconnect at once."""
         if self.closed is None:
             if self.accepted:
-                self._send(encode(WsClose(self.id, GOING_AWAY, "the plugin's worker is stopping")), None)
-            self.feed_close(GOING_AWAY, "the plugin's worker is stopping")
+                self._send(encode(WsClose(self.id, SERVICE_RESTART, "the plugin's worker is stopping")), None)
+            self.feed_close(SERVICE_RESTART, "the plugin's worker is stopping")
 
     def _wake(self) -> None:
         w = self._waiter
