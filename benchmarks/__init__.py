@@ -4,5 +4,18 @@ Nothing here imports psutil or starts anything: ``benchmarks.command`` (the ``ke
 subcommand) is loaded by every ``kernel`` command, and ``--help`` works without the ``bench`` extra.
 """
 
-SCENARIOS = ("baseline", "hello", "auth", "p2p", "echo", "download", "websocket", "startup", "recovery")
-LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download")
+SCENARIOS = (
+    "baseline",
+    "hello",
+    "auth",
+    "p2p",
+    "echo",
+    "download",
+    "websocket",
+    "proxy",
+    "proxy-1gb",
+    "startup",
+    "recovery",
+)
+#: scenarios whose ratios need the ``baseline`` rows: those run too
+LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download", "proxy")

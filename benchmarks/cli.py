@@ -30,7 +30,7 @@ baseline of the same server measured in the same run."""
 EPILOG = f"""\
 scenarios: {", ".join(SCENARIOS)}
   baseline  in-process Starlette app, same handlers, same server and settings (also run
-            automatically for the ratios of hello/auth/echo/download)
+            automatically for the ratios of hello/auth/echo/download/proxy)
   hello     GET small JSON through the gateway; --hello-variants gateways x replicas
   auth      the same handler on a protected route, with a static external-access token
   p2p       that route with a plugin token (auth-plugin-token), then plugin bench-peer calling
@@ -40,6 +40,11 @@ scenarios: {", ".join(SCENARIOS)}
             (--download-mb, 1 GiB by default): MB/s and RSS growth
   websocket 64 B messages echoed over --connections WebSockets (one in flight each): the
             in-process Starlette WebSocket (baseline-ws-echo) and the bench plugin's (ws-echo)
+  proxy     GET /api/proxy/up/hello: the proxy plugin in front of the baseline app (ratio to
+            the baseline app called directly; target against the hello row, measured on the
+            same kernel when hello is not run)
+  proxy-1gb the big download (--download-mb) through the proxy: MB/s and RSS growth, with the
+            bench plugin's own big download on the same kernel (unless download runs) for the ratio
   startup   spawn of `kernel serve` with --startup-plugins plugins to readiness 200
   recovery  kill -9 of the bench worker to the next 200 from its route
 

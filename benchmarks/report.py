@@ -11,24 +11,28 @@ Row = dict[str, Any]
 
 
 def baseline_for(scenario: str) -> str | None:
-    """The baseline row a scenario's ratio is taken against (same server, same run)."""
+    """The row a scenario's ratio is taken against (same server, same run)."""
     if scenario.startswith("baseline"):
         return scenario
-    if scenario in ("hello", "auth"):
+    if scenario in ("hello", "auth", "proxy"):  # proxy: its upstream, the baseline app, called directly
         return "baseline"
     if scenario in ("echo", "ws-echo") or scenario.startswith("download-"):
         return f"baseline-{scenario}"
+    if scenario.startswith("proxy-"):  # the big download through the proxy: the bench plugin's own
+        return "download-" + scenario.removeprefix("proxy-")
     return None  # startup, recovery: absolute targets
 
 
 def _is_stream(scenario: str) -> bool:
     """Rows whose figure of merit is MB/s of one big download, not requests/s."""
-    return scenario.startswith(("download-", "baseline-download-")) and not scenario.endswith("-1mb")
+    return scenario.startswith(("download-", "baseline-download-", "proxy-")) and not scenario.endswith("-1mb")
 
 
 def add_ratios(rows: list[Row]) -> None:
-    """``ratio``: rps (MB/s for the big download) over the same server's baseline row of that kind."""
-    index = {(r["server"], r["scenario"]): r for r in rows if r["scenario"].startswith("baseline")}
+    """``ratio``: rps (MB/s for a big download) over the same server's row named by ``baseline_for``."""
+    index: dict[tuple[str, str], Row] = {}
+    for r in rows:
+        index.setdefault((r["server"], r["scenario"]), r)
     for r in rows:
         name = baseline_for(r["scenario"])
         base = index.get((r["server"], name)) if name else None
@@ -141,6 +145,7 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         wk = [r["worker_rss_mb"] for r in small if r["worker_rss_mb"] is not None]
         if wk:
             out.append((f"{server}: worker RSS <= 40 MB (hello-like plugin)", f"peak {max(wk):.1f} MB", max(wk) <= 40))
+        out += _proxy_targets(rows, server, hello)
         for big in [
             r
             for r in rows
@@ -154,7 +159,7 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
                         big["rss_growth_mb"] < 50 and not big["errors"],
                     )
                 )
-            if big["ratio"] is not None:
+            if big["ratio"] is not None and not big["scenario"].startswith("proxy-"):
                 out.append(
                     (
                         f"{server}: {big['scenario']} >= 0.5x baseline MB/s",
@@ -170,6 +175,25 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
             out.append(
                 (f"{server}: killed worker answering again <= 1 s", f"{rec['seconds']:.3f} s", rec["seconds"] <= 1)
             )
+    return out
+
+
+def _proxy_targets(rows: list[Row], server: str, hello: Row | None) -> list[tuple[str, str, bool]]:
+    """The proxy against hello (target >= 0.6x req/s) and its big download against the plugin's own (a figure)."""
+    out: list[tuple[str, str, bool]] = []
+    proxy = _find(rows, server, "proxy")
+    if proxy and hello and proxy["rps"] and hello["rps"]:
+        rel = proxy["rps"] / hello["rps"]
+        p99 = f", p99 {proxy['p99_ms'] / hello['p99_ms']:.2f}x hello's" if proxy["p99_ms"] and hello["p99_ms"] else ""
+        out.append((f"{server}: proxy >= 0.6x hello req/s", f"{rel:.2f}x hello{p99}", rel >= 0.6))
+    for big in [r for r in rows if r["server"] == server and r["scenario"].startswith("proxy-") and r["ratio"]]:
+        out.append(
+            (
+                f"{server}: {big['scenario']} vs the plugin's own {big['ratio_of'].split()[0]} (no target)",
+                f"{big['mb_s']:.0f} MB/s = {big['ratio']:.2f}x",
+                True,
+            )
+        )
     return out
 
 

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import LOAD_SCENARIOS
+from benchmarks import LOAD_SCENARIOS, SCENARIOS
 from benchmarks.download import download
 from benchmarks.loadgen import Load, LoadGenerator, LoadResult
 from benchmarks.procs import (
@@ -31,11 +31,16 @@ from benchmarks.procs import (
     RssSampler,
     installed_plugins,
 )
+from benchmarks.proxy import proxy_download_rows, proxy_rows
 from benchmarks.websocket import ws_rows
 
 SMALL_DOWNLOAD = 1024 * 1024
 #: scenarios in modules of their own: ``rows(runner, server)``
-EXTRA_SCENARIOS: dict[str, Callable[..., list[dict[str, Any]]]] = {"websocket": ws_rows}
+EXTRA_SCENARIOS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "websocket": ws_rows,
+    "proxy": proxy_rows,
+    "proxy-1gb": proxy_download_rows,
+}
 
 ROW_KEYS = (
     "scenario",
@@ -141,6 +146,7 @@ class Runner:
         *,
         kernel: bool,
         variant: str = "",
+        plugin: str = BENCH_PLUGIN,
     ) -> dict[str, Any]:
         res, sampler, rps = self._load(load, target)
         row = new_row(
@@ -159,13 +165,15 @@ class Runner:
         )
         if kernel:
             row["gateway_rss_mb"] = sampler.peak_of("gateway")
-            row["worker_rss_mb"] = sampler.peak_of("worker", BENCH_PLUGIN)
+            row["worker_rss_mb"] = sampler.peak_of("worker", plugin)
         if res.errors and res.errors * 2 >= res.requests:
             row["note"] = "MOSTLY ERRORS: figures are of error answers"
         return row
 
-    def _download_row(self, scenario: str, server: str, url: str, target: Any, *, kernel: bool) -> dict[str, Any]:
-        """The big streamed download: MB/s of a read-and-discard client, RSS sampled every 50 ms."""
+    def _download_row(
+        self, scenario: str, server: str, url: str, target: Any, *, kernel: bool, plugin: str = BENCH_PLUGIN
+    ) -> dict[str, Any]:
+        """The big streamed download: MB/s of a read-and-discard client, RSS (``plugin``'s worker) every 50 ms."""
         results = []
         with RssSampler(target, interval=0.05) as sampler:
             for _ in range(self.o.runs):
@@ -184,9 +192,9 @@ class Runner:
         )
         if kernel:
             row["gateway_rss_mb"] = sampler.peak_of("gateway")
-            row["worker_rss_mb"] = sampler.peak_of("worker", BENCH_PLUGIN)
+            row["worker_rss_mb"] = sampler.peak_of("worker", plugin)
             row["gateway_rss_growth_mb"] = sampler.growth_of("gateway")
-            row["worker_rss_growth_mb"] = sampler.growth_of("worker", BENCH_PLUGIN)
+            row["worker_rss_growth_mb"] = sampler.growth_of("worker", plugin)
             kern = sampler.growth_of("kernel")
             row["rss_growth_mb"] = max(
                 v for v in (row["gateway_rss_growth_mb"], row["worker_rss_growth_mb"], kern, 0.0) if v is not None
@@ -226,7 +234,7 @@ class Runner:
             if "hello" in wanted:
                 for gateways, replicas in self.o.hello_variants:
                     self._guard("hello", server, self.hello_row, gateways, replicas)
-            for name in ("auth", "p2p", "echo", "download", "websocket", "startup", "recovery"):
+            for name in SCENARIOS[2:]:  # after baseline and hello, in the order of SCENARIOS
                 if name in wanted:
                     extra = EXTRA_SCENARIOS.get(name)
                     self._guard(name, server, partial(extra, self) if extra else getattr(self, f"{name}_rows"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from benchmarks import SCENARIOS
 from benchmarks.download import _Chunked
 from benchmarks.loadgen import _lua_string, parse_wrk
 from benchmarks.report import add_ratios, table, targets, targets_text
@@ -88,6 +89,8 @@ def test_help_names_every_scenario() -> None:
     assert proc.returncode == 0
     for name in ("baseline", "hello", "auth", "echo", "download", "startup", "recovery", "--json", "--plot"):
         assert name in proc.stdout
+    for name in SCENARIOS:
+        assert f"\n  {name} " in proc.stdout, f"--help does not describe {name}"
 
 
 def test_unknown_scenario_is_refused() -> None:
@@ -170,3 +173,25 @@ def test_ratios_and_targets() -> None:
     text = targets_text(rows)
     assert text.startswith("Targets (set for the median of 3 runs: --runs 3):\n")
     assert "MISS  uvicorn: hello p99 <= 2x baseline p99" in text and "issue" not in text.lower()
+
+
+def test_proxy_ratios_and_targets() -> None:
+    rows = [
+        new_row("baseline", "hypercorn", rps=6000, p99_ms=8.0),
+        new_row("proxy", "hypercorn", "1gw/1wk", rps=3000, p99_ms=16.0),
+        new_row("hello", "hypercorn", "1gw/1wk", rps=4000, p99_ms=10.0),
+        new_row("proxy-64mb", "hypercorn", "1gw/1wk", mb_s=300.0, rss_growth_mb=60.0),
+        new_row("download-64mb", "hypercorn", "1gw/1wk", mb_s=600.0, rss_growth_mb=2.0),
+    ]
+    add_ratios(rows)
+    assert (rows[1]["ratio"], rows[1]["ratio_of"], rows[1]["p99_ratio"]) == (0.5, "baseline rps", 2.0)
+    assert (rows[3]["ratio"], rows[3]["ratio_of"]) == (0.5, "download-64mb mb_s")
+    assert rows[4]["ratio"] is None  # no baseline-download-64mb in these rows
+    found = {t: (m, ok) for t, m, ok in targets(rows)}
+    assert found["hypercorn: proxy >= 0.6x hello req/s"] == ("0.75x hello, p99 1.60x hello's", True)
+    assert found["hypercorn: proxy-64mb RSS growth < 50 MB in every process"][1] is False
+    assert found["hypercorn: download-64mb RSS growth < 50 MB in every process"][1] is True
+    assert "hypercorn: proxy-64mb >= 0.5x baseline MB/s" not in found
+    assert found["hypercorn: proxy-64mb vs the plugin's own download-64mb (no target)"][0] == "300 MB/s = 0.50x"
+    rows[2]["rps"] = 6000
+    assert not {t: ok for t, _, ok in targets(rows)}["hypercorn: proxy >= 0.6x hello req/s"]

@@ -1,5 +1,6 @@
-"""The ``proxy`` plugin for kernel: ``/api/proxy/<route>`` passes requests on to configured upstream APIs.
+"""The ``proxy`` plugin for kernel: ``/api/proxy/<route>`` passes requests (and WebSockets) on to upstream APIs.
 
 The plugin is ``kernel_proxy.plugin:plugin``; the config is described in ``kernel_proxy.config``,
-the hook for endpoints in code in ``kernel_proxy.hookspecs`` (see the README).
+the extension point for endpoints in code (``proxy.endpoints``) in ``kernel_proxy.extension`` (see
+the README).
 """

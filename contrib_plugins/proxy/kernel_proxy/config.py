@@ -13,7 +13,7 @@ proxy:
       allowedMethods: [GET, DELETE]        # others: 405
       allowedHeaders: [X-Request-Id]       # let through in both directions, beyond the safe list
       credentials: require                 # or forward, or dangerously-allow-unauthenticated
-      ws: false                            # WebSocket proxying (parsed; served once WebSockets land)
+      ws: false                            # true: WebSockets to this route are proxied too (ws://, wss://)
       timeout: {connectSeconds: 5, readSeconds: 60}   # 504 when one expires; readSeconds null: none
       retries: {count: 1, backoffSeconds: 0.1}        # idempotent methods, connection failures only
       coolDownSeconds: 10                  # a target whose connection failed is skipped this long
@@ -25,7 +25,7 @@ proxy:
 ``ProxyConfig`` is the plugin's ``config_schema`` (checked by ``kernel config check`` and by the
 worker at start-up): unless ``skipInvalidProxies`` is set, every endpoint is parsed there, so a bad
 one stops start-up with a message naming it. ``parse_endpoint`` is the one parser of an endpoint,
-for the config and for the ``kernel_proxy_endpoints`` hook alike.
+for the config and for the endpoints modules add (``kernel_proxy.extension``) alike.
 """
 
 from __future__ import annotations

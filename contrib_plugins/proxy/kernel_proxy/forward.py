@@ -3,9 +3,12 @@
 Checks first, in this order, before any upstream call: an endpoint matches the path (else 404),
 the method is allowed (else 405), and the caller has credentials unless the endpoint is open (the
 gateway already refused anonymous callers; this holds even if an open endpoint's auth policy
-covers a closed endpoint below it). Then both bodies stream: the caller's body goes upstream as
+covers a closed endpoint below it). A WebSocket gets the same checks (its handshake is a GET),
+and one more: its endpoint has ``ws: true`` (else 404, as for a path with no WebSocket route);
+then ``kernel_proxy.websocket`` proxies it. Then both bodies stream: the caller's body goes upstream as
 the worker receives it, the answer comes back chunk by chunk as the upstream sends it (an event
-stream's head goes out at once, each event as it arrives), with bounded memory: each side waits
+stream's head goes out at once, each event as it arrives; a small answer with a Content-Length of
+at most 64 KiB is read whole and goes out with its head), with bounded memory: each side waits
 for the other (flow control of the worker's stream, aiohttp's read buffer). Nothing is buffered,
 decompressed or compressed.
 
@@ -15,7 +18,7 @@ it, the answer is broken off (the caller sees an incomplete body), never silentl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from starlette.exceptions import HTTPException
@@ -26,7 +29,6 @@ from kernel.api import (
     GatewayTimeoutError,
     Logger,
     NotFoundError,
-    NotImplementedError,
     principal_of,
 )
 
@@ -35,10 +37,13 @@ from .headers import downstream_headers, upstream_headers
 from .rewrite import default_rewrite
 from .table import EndpointTable
 from .upstream import Pool, RequestBody
+from .websocket import proxy_websocket
 
-__all__ = ["ProxyApp", "upstream_path"]
+__all__ = ["WHOLE_BODY", "ProxyApp", "upstream_path"]
 
 Scope = dict[str, Any]
+#: an answer announcing at most this many bytes is read whole, then sent with its head (one message)
+WHOLE_BODY: Final = 64 * 1024
 
 
 def upstream_path(endpoint: Endpoint, scope: Scope, route_path: str) -> str:
@@ -64,16 +69,25 @@ class ProxyApp:
             await self.http(scope, receive, send)
 
     async def websocket(self, scope: Scope, receive: Any, send: Any) -> None:
-        """WebSocket proxying of endpoints with ``ws: true``: the WebSocket route will be added here."""
-        raise NotImplementedError("WebSocket proxying is not available yet")
-
-    async def http(self, scope: Scope, receive: Any, send: Any) -> None:
+        """A WebSocket to an endpoint with ``ws: true``: refused before accepting, or proxied until closed."""
         path = _route_path(scope)
+        endpoint, pool = self._checked(scope, path, "GET")
+        if not endpoint.ws:
+            raise NotFoundError(
+                f"Proxy endpoint '{endpoint.prefix}' does not proxy WebSockets (its config needs 'ws: true')"
+            )
+        pool.acquire()  # an open socket counts as a request in flight (maxConcurrentRequests)
+        try:
+            await proxy_websocket(endpoint, pool, upstream_path(endpoint, scope, path), scope, receive, send, self._log)
+        finally:
+            pool.release()
+
+    def _checked(self, scope: Scope, path: str, method: str) -> tuple[Endpoint, Pool]:
+        """The endpoint of ``path`` and its pool, once the method and the caller's credentials are checked."""
         found = self.table.match(path)
         if found is None:
             raise NotFoundError(f"No proxy endpoint for '{path}'")
         endpoint, pool = found
-        method: str = scope["method"]
         if endpoint.allowed_methods is not None and method not in endpoint.allowed_methods:
             allowed = ", ".join(sorted(endpoint.allowed_methods))
             raise HTTPException(
@@ -81,6 +95,12 @@ class ProxyApp:
             )
         if not endpoint.open and principal_of(scope).type == "none":
             raise AuthenticationError("Missing credentials")
+        return endpoint, pool
+
+    async def http(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = _route_path(scope)
+        method: str = scope["method"]
+        endpoint, pool = self._checked(scope, path, method)
         body = RequestBody(await receive(), receive)
         client = scope.get("client")
         headers = upstream_headers(
@@ -104,10 +124,17 @@ class ProxyApp:
 
     async def _relay(self, endpoint: Endpoint, pool: Pool, resp: aiohttp.ClientResponse, send: Any) -> None:
         headers = downstream_headers(resp.raw_headers, allow=endpoint.response_allow)
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-        if resp.content_type == "text/event-stream":
-            await send({"type": "http.response.body", "body": b"", "more_body": True})  # the head, now
+        start = {"type": "http.response.start", "status": resp.status, "headers": headers}
         try:
+            length = resp.content_length
+            if length is not None and length <= WHOLE_BODY and resp.content_type != "text/event-stream":
+                body = await resp.read()  # small: it goes out with the head, in one message
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(start)
+            if resp.content_type == "text/event-stream":
+                await send({"type": "http.response.body", "body": b"", "more_body": True})  # the head, now
             async for chunk in resp.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except aiohttp.ServerTimeoutError:

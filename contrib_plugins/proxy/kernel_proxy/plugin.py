@@ -1,12 +1,14 @@
 """The ``proxy`` plugin (mounted at ``/api/proxy``): ``/api/proxy/<route>/...`` goes to the route's upstream.
 
 At start-up the endpoints come from ``proxy.endpoints`` (``kernel_proxy.config``) and from the
-``kernel_proxy_endpoints`` hook of installed packages (``kernel_proxy.hookspecs``); each endpoint
-with ``credentials: dangerously-allow-unauthenticated`` gets an ``unauthenticated`` auth policy on
-its route, every other one needs credentials (the gateway checks them). After each config reload
-the table is rebuilt and the auth policies follow (opened, closed) without a restart; a reload
-with a bad endpoint (and no ``skipInvalidProxies``) is refused and logged, the endpoints in force
-stay.
+plugin's modules, through the ``proxy.endpoints`` extension point it registers
+(``kernel_proxy.extension``; modules start before the plugin's init, the config wins a clash).
+Each endpoint with ``credentials: dangerously-allow-unauthenticated`` gets an ``unauthenticated``
+auth policy on its route, every other one needs credentials (the gateway checks them). After each
+config reload the table is rebuilt (the modules' endpoints kept) and the auth policies follow
+(opened, closed) without a restart; a reload with a bad endpoint (and no ``skipInvalidProxies``)
+is refused and logged, the endpoints in force stay. Requests and WebSockets (endpoints with
+``ws: true``) are served by ``kernel_proxy.forward.ProxyApp``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 
 from kernel.api import (
     ConfigError,
-    HookCaller,
     HttpRouter,
     Lifecycle,
     Logger,
@@ -27,27 +28,16 @@ from kernel.api import (
 )
 
 from .config import Endpoint, ProxyConfig
+from .extension import ProvidedEndpoints, proxy_endpoints_extension_point
 from .forward import ProxyApp
 from .table import EndpointTable, build_endpoints
 
 __all__ = ["plugin", "provided_endpoints"]
 
 plugin = create_plugin("proxy", config_schema=ProxyConfig)
-
-
-def provided_endpoints(hooks: HookCaller, logger: Logger) -> list[Mapping[str, Any]]:
-    """What the installed packages' ``kernel_proxy_endpoints`` return, in the order they were loaded."""
-    try:
-        results = hooks.call("kernel_proxy_endpoints")
-    except AttributeError:  # no package implements the hook
-        return []
-    found: list[Mapping[str, Any]] = []
-    for result in reversed(results):  # pluggy calls the package loaded last first
-        if isinstance(result, Mapping):
-            found.append(result)
-        elif result is not None:
-            logger.warning("kernel_proxy_endpoints returned no mapping: ignored", returned=type(result).__name__)
-    return found
+#: what the modules add through ``proxy.endpoints`` (one per worker process: each imports this module)
+provided_endpoints = ProvidedEndpoints()
+plugin.register_extension_point(proxy_endpoints_extension_point, provided_endpoints)
 
 
 class _Policies:
@@ -70,14 +60,14 @@ class _Policies:
     router=core_services.http_router,
     logger=core_services.logger,
     config=core_services.root_config,
-    hooks=core_services.root_hooks,
     lifecycle=core_services.lifecycle,
 )
-async def init(router: HttpRouter, logger: Logger, config: RootConfig, hooks: HookCaller, lifecycle: Lifecycle) -> None:
-    provided: Sequence[Mapping[str, Any]] = provided_endpoints(hooks, logger)
+async def init(router: HttpRouter, logger: Logger, config: RootConfig, lifecycle: Lifecycle) -> None:
+    # the modules have started (and added theirs); taken, so a second start in one process starts afresh
+    provided: Sequence[Mapping[str, Any]] = provided_endpoints.take()
     table = EndpointTable(logger)
     policies = _Policies(router)
-    # the worker checked the config against ProxyConfig already; a bad hook endpoint raises here
+    # the worker checked the config against ProxyConfig already; a bad module endpoint raises here
     endpoints = build_endpoints(read_section(config, "proxy", ProxyConfig), provided, logger)
     table.replace(endpoints)
     policies.sync(endpoints)

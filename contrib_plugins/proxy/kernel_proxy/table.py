@@ -1,8 +1,8 @@
-"""The endpoints in force: built from the config and the ``kernel_proxy_endpoints`` hook, replaced on reload.
+"""The endpoints in force: built from the config and the modules' endpoints, replaced on reload.
 
-``build_endpoints`` merges both sources: the hook's endpoints in the order the packages were
-loaded (a later package overrides an earlier one), then the config's, which win on a clash
-(logged). A bad endpoint raises ``ConfigError`` naming it, or with ``skipInvalidProxies`` is
+``build_endpoints`` merges both sources: what modules added through the ``proxy.endpoints``
+extension point, in the order they added it (a later addition overrides an earlier one), then the
+config's, which win on a clash (logged). A bad endpoint raises ``ConfigError`` naming it, or with ``skipInvalidProxies`` is
 logged and left out. ``EndpointTable`` matches a request path to its endpoint (the longest route
 that is a path-segment prefix) and keeps one ``Pool`` per endpoint: an endpoint a reload leaves
 unchanged keeps its pool and its targets' health; a changed or removed one is retired, its
@@ -21,19 +21,21 @@ from .upstream import Pool
 
 __all__ = ["EndpointTable", "build_endpoints"]
 
+_FROM_MODULES = "a module, through the proxy.endpoints extension point"
+
 
 def build_endpoints(config: ProxyConfig, provided: Sequence[Mapping[str, Any]], logger: Logger) -> dict[str, Endpoint]:
-    """Endpoints by route from the config and the hook's results (in package load order)."""
+    """Endpoints by route from the config and what modules added (``provided``, in the order added)."""
     skip = config.skip_invalid_proxies
     raw: dict[str, tuple[str, Any, str]] = {}  # route -> (key as written, value, where from)
     for mapping in provided:
         for key, value in mapping.items():
-            route = _route(key, "a kernel_proxy_endpoints hook", skip, logger)
+            route = _route(key, _FROM_MODULES, skip, logger)
             if route is None:
                 continue
             if route in raw:
-                logger.warning("proxy endpoint provided twice by hooks: the later package wins", endpoint=route)
-            raw[route] = (key, value, "a kernel_proxy_endpoints hook")
+                logger.warning("proxy endpoint added twice by modules: the later one wins", endpoint=route)
+            raw[route] = (key, value, _FROM_MODULES)
     from_config: set[str] = set()
     for key, value in config.endpoints.items():
         route = _route(key, "proxy.endpoints", skip, logger)
@@ -43,7 +45,7 @@ def build_endpoints(config: ProxyConfig, provided: Sequence[Mapping[str, Any]], 
             _bad(ConfigError(f"proxy endpoint '{key}': the same route as another key of proxy.endpoints"), skip, logger)
             continue
         if route in raw:
-            logger.info("proxy endpoint of a kernel_proxy_endpoints hook overridden by the config", endpoint=route)
+            logger.info("proxy endpoint added by a module overridden by the config", endpoint=route)
         from_config.add(route)
         raw[route] = (key, value, "proxy.endpoints")
     endpoints: dict[str, Endpoint] = {}

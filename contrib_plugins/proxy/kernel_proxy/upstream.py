@@ -16,6 +16,10 @@ whose connection failed is skipped for ``coolDownSeconds`` while another target 
   message); a streamed body is never sent twice;
 - no answer head within ``readSeconds`` is a 504 at once (a hung upstream is not asked again).
 
+``Pool.connect_ws`` opens a WebSocket the same way (its handshake is a GET, with the same
+failover, retries and timeouts); an upstream that answers the handshake with anything but a
+WebSocket (a 403, a plain 200) is a 502 at once.
+
 What is left is a ``BadGatewayError`` (502) or a ``GatewayTimeoutError`` (504); the details (target
 URL, exception) go to the log, the caller sees the endpoint's route only.
 """
@@ -24,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -36,15 +40,18 @@ from kernel.api import BadGatewayError, GatewayTimeoutError, Logger, ServiceUnav
 from .config import Endpoint
 from .rewrite import join_path
 
-__all__ = ["IDEMPOTENT", "CallerGone", "Pool", "RequestBody"]
+__all__ = ["IDEMPOTENT", "MAX_WS_MESSAGE", "CallerGone", "Pool", "RequestBody"]
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+#: the largest WebSocket message taken from an upstream: the kernel's own limit per message (16 MiB)
+MAX_WS_MESSAGE: Final = 16 * 1024 * 1024
 #: what a path keeps unencoded (RFC 3986 pchar and '/')
 _PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 #: headers aiohttp would add on its own; the caller's pass (or not) by the header filter alone
 _NO_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 Receive = Callable[[], Any]
+_Answer = TypeVar("_Answer")
 
 
 class CallerGone(Exception):
@@ -149,6 +156,7 @@ class Pool:
                 auto_decompress=False,  # bytes are relayed as they come, Content-Encoding with them
                 skip_auto_headers=_NO_AUTO_HEADERS,
                 raise_for_status=False,
+                timeout=self._timeout,  # a WebSocket's handshake (requests pass it each time)
                 trust_env=False,
             )
             if hasattr(self._session, "_retry_connection"):
@@ -184,24 +192,63 @@ class Pool:
         self, method: str, path: str, query: bytes, headers: Sequence[tuple[str, str]], body: RequestBody
     ) -> aiohttp.ClientResponse:
         """Send the request (failover, retries: see the module doc) and return the answer once its head is in."""
+
+        def send(target: str) -> Awaitable[aiohttp.ClientResponse]:
+            return self._client().request(
+                method,
+                self._url(target, path, query),
+                headers=list(headers),
+                data=body.payload(),
+                allow_redirects=False,
+                timeout=self._timeout,
+            )
+
+        # a streamed body went (partly) out: it cannot be sent again
+        return await self._first_answer(method in IDEMPOTENT, send, lambda: not body.started)
+
+    async def connect_ws(
+        self, path: str, query: bytes, headers: Sequence[tuple[str, str]], protocols: Sequence[str]
+    ) -> aiohttp.ClientWebSocketResponse[Literal[True]]:
+        """Open a WebSocket to the upstream (``ws://`` or ``wss://``), with the failover and retries of a GET.
+
+        An upstream that answers the handshake with anything but a WebSocket is a 502 at once.
+        """
+
+        async def connect(target: str) -> aiohttp.ClientWebSocketResponse[Literal[True]]:
+            url = self._url(target, path, query, websocket=True)
+            try:
+                return await self._client().ws_connect(
+                    url, headers=list(headers), protocols=protocols, max_msg_size=MAX_WS_MESSAGE
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                self._log.warning(
+                    "proxy upstream refused the WebSocket",
+                    endpoint=self.endpoint.prefix,
+                    url=str(url),
+                    status=exc.status,
+                    error=exc.message,
+                )
+                raise BadGatewayError(
+                    f"The upstream of proxy endpoint '{self.endpoint.prefix}' refused the WebSocket "
+                    f"(HTTP {exc.status}: {exc.message})"
+                ) from None
+
+        return await self._first_answer(True, connect, lambda: True)
+
+    async def _first_answer(
+        self, idempotent: bool, attempt: Callable[[str], Awaitable[_Answer]], resendable: Callable[[], bool]
+    ) -> _Answer:
+        """``attempt(target)`` over the targets and the retry rounds (see the module doc) until one answers."""
         ep = self.endpoint
-        idempotent = method in IDEMPOTENT
         last: BaseException | None = None
-        for attempt in range(1 + (ep.retries if idempotent else 0)):
-            if attempt:
-                await asyncio.sleep(ep.backoff * 2 ** (attempt - 1))
+        for round_ in range(1 + (ep.retries if idempotent else 0)):
+            if round_:
+                await asyncio.sleep(ep.backoff * 2 ** (round_ - 1))
             for target in self.order():
-                if body.started:  # a streamed body went (partly) out: it cannot be sent again
+                if not resendable():
                     raise self._give_up(last)
                 try:
-                    resp = await self._client().request(
-                        method,
-                        self._url(target, path, query),
-                        headers=list(headers),
-                        data=body.payload(),
-                        allow_redirects=False,
-                        timeout=self._timeout,
-                    )
+                    answer = await attempt(target)
                 except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
                     self._failed(target, exc)  # never reached the upstream: the next target, any method
                     last = exc
@@ -222,7 +269,7 @@ class Pool:
                         raise self._give_up(last) from None
                     continue
                 self._succeeded(target)
-                return resp
+                return answer
         raise self._give_up(last)
 
     def _give_up(self, last: BaseException | None) -> Exception:
@@ -240,8 +287,10 @@ class Pool:
             return BadGatewayError(f"The upstream of proxy endpoint '{prefix}' is unreachable")
         return BadGatewayError(f"The upstream of proxy endpoint '{prefix}' closed the connection without answering")
 
-    def _url(self, target: str, path: str, query: bytes) -> URL:
+    def _url(self, target: str, path: str, query: bytes, *, websocket: bool = False) -> URL:
         origin, base = self._split[target]
+        if websocket:  # http://h -> ws://h, https://h -> wss://h
+            origin = "ws" + origin[len("http") :]
         url = origin + quote(join_path(base, path), safe=_PATH_SAFE)
         if query:
             url += "?" + query.decode("latin-1")

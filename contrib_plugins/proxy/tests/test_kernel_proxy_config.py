@@ -1,4 +1,4 @@
-"""The proxy's parts without a kernel: endpoint config, routes, path rewrites, header filters, the hook.
+"""The proxy's parts without a kernel: endpoint config, routes, path rewrites, header filters, the extension point.
 
 And ``kernel config check`` on a ``proxy`` block, as a user runs it.
 """
@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pluggy
 import pytest
 import yaml
-from kernel_proxy import hookspecs
 from kernel_proxy.config import Endpoint, ProxyConfig, normalize_key, parse_endpoint
+from kernel_proxy.extension import ProvidedEndpoints, ProxyEndpointsExtension, proxy_endpoints_extension_point
 from kernel_proxy.forward import upstream_path
 from kernel_proxy.headers import SAFE_HEADERS, downstream_headers, upstream_headers
+from kernel_proxy.plugin import plugin, provided_endpoints
 from kernel_proxy.rewrite import PathRewrite, join_path
 from kernel_proxy.table import EndpointTable, build_endpoints
+from kernel_proxy.websocket import sendable_code
 
-from kernel.api import ConfigError, hookimpl
+from kernel.api import ConfigError, ExtensionPoint
 from kernel.testing import RecordingLogger
 
 # ---------------------------------------------------------------------------- endpoints
@@ -134,25 +135,26 @@ def test_the_schema_checks_every_endpoint_unless_told_to_skip() -> None:
     _schema({"endpoints": {"b": "nope"}, "skipInvalidProxies": True})  # the plugin skips it
 
 
-# ---------------------------------------------------------------------------- merging config and hooks
+# ---------------------------------------------------------------------------- merging config and modules
 
 
-def test_the_config_wins_over_hooks_and_a_later_hook_over_an_earlier_one() -> None:
+def test_the_config_wins_over_modules_and_a_later_addition_over_an_earlier_one() -> None:
     log = RecordingLogger()
     config = _schema({"endpoints": {"/shared": "http://config", "/own": "http://own"}})
-    hooks = [{"/shared": "http://first", "/hooked": "http://first"}, {"hooked": "http://second"}]
-    endpoints = build_endpoints(config, hooks, log)
+    added = [{"/shared": "http://first", "/added": "http://first"}, {"added": "http://second"}]
+    endpoints = build_endpoints(config, added, log)
     assert {r: e.targets for r, e in endpoints.items()} == {
         "/shared": ("http://config",),
         "/own": ("http://own",),
-        "/hooked": ("http://second",),
+        "/added": ("http://second",),
     }
     assert any("overridden by the config" in line for line in log.lines)
+    assert any("added twice by modules: the later one wins" in line for line in log.lines)
 
 
-def test_a_bad_hook_endpoint_stops_or_is_skipped() -> None:
+def test_a_bad_module_endpoint_stops_or_is_skipped() -> None:
     log = RecordingLogger()
-    with pytest.raises(ConfigError, match=r"proxy endpoint '/x'.*from a kernel_proxy_endpoints hook"):
+    with pytest.raises(ConfigError, match=r"proxy endpoint '/x'.*from a module, through the proxy.endpoints"):
         build_endpoints(_schema({}), [{"/x": "nope"}], log)
     skip = _schema({"endpoints": {"/bad": "nope", "/ok": "http://ok"}, "skipInvalidProxies": True})
     assert list(build_endpoints(skip, [{"/x": "nope"}], log)) == ["/ok"]
@@ -275,23 +277,41 @@ def test_downstream_headers_keep_the_allowed_ones_and_their_repeats() -> None:
     ]
 
 
-# ---------------------------------------------------------------------------- the hook
+# ---------------------------------------------------------------------------- the extension point
 
 
-def test_the_hookspec_is_a_pluggy_spec_of_the_kernel_project() -> None:
-    pm = pluggy.PluginManager("kernel")
-    pm.add_hookspecs(hookspecs)
-
-    class Provider:
-        @hookimpl
-        def kernel_proxy_endpoints(self) -> dict[str, Any]:
-            return {"/p": "http://p"}
-
-    pm.register(Provider())
-    assert pm.hook.kernel_proxy_endpoints() == [{"/p": "http://p"}]
-    assert hookspecs.kernel_proxy_endpoints.__doc__
+def test_the_plugin_registers_the_proxy_endpoints_extension_point() -> None:
+    assert proxy_endpoints_extension_point.id == "proxy.endpoints"
+    point, implementation = plugin.extension_points["proxy.endpoints"]
+    assert point is proxy_endpoints_extension_point and implementation is provided_endpoints
+    assert ProxyEndpointsExtension.add_proxy_endpoints.__doc__
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert "kernel_proxy_endpoints" in readme
+    assert "proxy_endpoints_extension_point" in readme and 'create_module(plugin_id="proxy"' in readme
+
+
+def test_what_modules_add_is_taken_once_in_order() -> None:
+    extension: ProxyEndpointsExtension = ProvidedEndpoints()  # what a module sees, typed by the protocol
+    extension.add_proxy_endpoints({"/a": "http://a"})
+    extension.add_proxy_endpoints({"b": {"target": "http://b"}})
+    assert isinstance(extension, ProvidedEndpoints)
+    assert extension.take() == [{"/a": "http://a"}, {"b": {"target": "http://b"}}]
+    assert extension.take() == []  # a second start of the plugin in one process starts afresh
+    with pytest.raises(TypeError, match="a mapping of route to endpoint"):
+        extension.add_proxy_endpoints(["/a"])  # type: ignore[arg-type]
+    # a module needs only an extension point of the same id, not the proxy's package
+    assert ExtensionPoint[ProxyEndpointsExtension]("proxy.endpoints").id == proxy_endpoints_extension_point.id
+
+
+# ---------------------------------------------------------------------------- WebSocket close codes
+
+
+@pytest.mark.parametrize(
+    ("code", "sent"),
+    [(1000, 1000), (4000, 4000), (1014, 1014), (3001, 3001), (None, 1000), (0, 1000), (1005, 1000), (1006, 1001)],
+)
+def test_close_codes_that_may_not_be_sent_are_replaced(code: int | None, sent: int) -> None:
+    assert sendable_code(code) == sent
+    assert sendable_code(1015) == sendable_code(999) == sendable_code(5000) == 1001
 
 
 # ---------------------------------------------------------------------------- kernel config check

@@ -1,8 +1,9 @@
 """The proxy plugin in a real kernel, against real upstreams on 127.0.0.1.
 
 One kernel serves every endpoint these tests need (module fixture ``env``), with config reload on,
-``skipInvalidProxies`` (one endpoint is bad) and a package providing endpoints through the
-``kernel_proxy_endpoints`` hook. One more kernel shows a bad endpoint stopping start-up.
+``skipInvalidProxies`` (one endpoint is bad) and a package with a module of the proxy adding
+endpoints through the ``proxy.endpoints`` extension point. One more kernel shows a bad endpoint
+stopping start-up.
 """
 
 from __future__ import annotations
@@ -34,22 +35,20 @@ from proxy_support import (
 
 from kernel.testing import KernelProcess, make_package, wait_for
 
-HOOK_PACKAGE = '''
-"""Test package: proxy endpoints in code (kernel_proxy_endpoints)."""
-from kernel.api import hookimpl
+MODULE_PACKAGE = '''
+"""Test package: a module of the proxy adding endpoints in code (the proxy.endpoints extension point)."""
+from kernel.api import create_module
+from kernel_proxy.extension import proxy_endpoints_extension_point
+
+module = create_module(plugin_id="proxy", module_id="test-endpoints")
 
 
-@hookimpl
-def kernel_proxy_endpoints():
-    return {{
-        "/from-hook": {{"target": "{url}/hooked", "credentials": "dangerously-allow-unauthenticated"}},
+@module.init(proxy=proxy_endpoints_extension_point)
+async def init(proxy):
+    proxy.add_proxy_endpoints({{
+        "/from-module": {{"target": "{url}/added", "credentials": "dangerously-allow-unauthenticated"}},
         "/echo": "http://127.0.0.1:9/the-config-wins",
-    }}
-
-
-@hookimpl
-def kernel_config_schemas():  # a module is loaded as a hook provider when it implements a kernel hook
-    return {{}}
+    }})
 '''
 
 
@@ -103,9 +102,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     )
     site = make_package(
         root / "site",
-        "zz-proxy-test-endpoints",
-        {"proxy_test_endpoints": HOOK_PACKAGE.format(url=up.url)},
-        {"zz-proxy-test-endpoints": "proxy_test_endpoints"},
+        "kernel-proxy-test-endpoints",
+        {"proxy_test_endpoints": MODULE_PACKAGE.format(url=up.url)},
+        {"proxy-test-endpoints": "proxy_test_endpoints:module"},
     )
     kernel = start_kernel(config, paths=[site])
     yield Env(kernel, config, up, tls, dropper, flaky)
@@ -345,16 +344,16 @@ def test_server_sent_events_arrive_one_by_one(env: Env, client: httpx.Client) ->
             gate.set()  # now the upstream sends event i + 1
 
 
-# ---------------------------------------------------------------------------- endpoints: hook, invalid, reload
+# ---------------------------------------------------------------------------- endpoints: modules, invalid, reload
 
 
-def test_hook_endpoints_are_served_and_the_config_wins_a_clash(env: Env, client: httpx.Client) -> None:
-    resp = client.get(env.url("/from-hook/x"))  # open, from the hook
+def test_module_endpoints_are_served_and_the_config_wins_a_clash(env: Env, client: httpx.Client) -> None:
+    resp = client.get(env.url("/from-module/x"))  # open, added by the module
     assert resp.status_code == 200, resp.text
-    assert resp.json()["path"] == "/hooked/x"
+    assert resp.json()["path"] == "/added/x"
     assert client.get(env.url("/echo/x"), headers=AUTH).json()["path"] == "/base/x"
     out = env.kernel.output()
-    assert "overridden by the config" in out and "endpoint=/echo" in out
+    assert "added by a module overridden by the config" in out and "endpoint=/echo" in out
 
 
 def test_an_invalid_endpoint_is_skipped_with_a_warning(env: Env, client: httpx.Client) -> None:
