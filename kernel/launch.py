@@ -45,6 +45,8 @@ class GatewaySpec(msgspec.Struct, frozen=True, tag="gateway"):
     #: entry points of installed packages implementing hooks (verifiers, root routes)
     providers: list[str]
     dev: bool = False
+    #: proves to the supervisor that this process is the gateway it started (read from stdin only)
+    secret: str = ""
 
     @property
     def name(self) -> str:
@@ -62,6 +64,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, tag="worker"):
     settings: Settings
     config: ConfigSnapshot
     dev: bool = False
+    #: proves to the supervisor that this process is the worker it started (read from stdin only)
+    secret: str = ""
 
     @property
     def name(self) -> str:

@@ -76,6 +76,8 @@ class Hello(_Msg, tag=0, frozen=True):
     worker_id: str = ""
     pid: int = 0
     policies: list[AuthPolicy] = []
+    #: to the supervisor: the secret it handed this child at launch (proves which child it is)
+    secret: str = ""
 
 
 class RequestHead(_Msg, tag=1, frozen=True):

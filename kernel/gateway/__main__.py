@@ -74,7 +74,13 @@ async def serve(spec: GatewaySpec) -> int:
         return spec.settings.boot_policy(plugin_id) == "continue"
 
     pool = WorkerPool(
-        spec.index, spec.endpoint, spec.control, on_shutdown, partial(apply_config_update, config), tolerated
+        spec.index,
+        spec.endpoint,
+        spec.control,
+        on_shutdown,
+        partial(apply_config_update, config),
+        tolerated,
+        secret=spec.secret,
     )
     api = ApiDispatcher(
         pool,

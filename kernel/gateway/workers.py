@@ -85,6 +85,7 @@ class WorkerPool:
         on_shutdown: Callable[[float], None],
         on_config: Callable[[ConfigUpdate], None] = lambda update: None,
         tolerated: Callable[[str], bool] = lambda plugin_id: False,
+        secret: str = "",
     ) -> None:
         self.name = f"gateway-{index}"
         self.endpoint = endpoint
@@ -100,6 +101,7 @@ class WorkerPool:
         self._on_shutdown = on_shutdown
         self._on_config = on_config
         self._tolerated = tolerated
+        self._secret = secret
         self._table_waiters: list[asyncio.Future[None]] = []
         #: per plugin: requests waiting for a worker with room (``maxInFlight``), oldest first
         self._queues: dict[str, list[asyncio.Future[None]]] = {}
@@ -112,7 +114,7 @@ class WorkerPool:
         self.workers = Channel(sock, self._on_worker_message, routed=True, name=self.name)
         ctl = dealer(self._ctx, self.control_endpoint, self.name)
         self.control = Channel(ctl, self._on_control, routed=False, name=f"{self.name} control")
-        self.control.send(hello("gateway", worker_id=self.name))
+        self.control.send(hello("gateway", worker_id=self.name, secret=self._secret))
 
     def close(self) -> None:
         for channel in (self.workers, self.control):

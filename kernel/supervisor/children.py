@@ -9,6 +9,7 @@ its own that stops it through the control channel.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -69,6 +70,8 @@ class Child:
     process: ChildProcess
     plugin_id: str = ""
     slot: int = 0
+    #: what it must say in its Hello: handed over on its stdin, never in its environment or command line
+    secret: str = ""
     ready: bool = False
     unready: str = ""  # the worker's own readiness checks fail
     started: float = field(default_factory=time.monotonic)
@@ -121,8 +124,10 @@ class Launcher:
             config=self.config().snapshot(),
             providers=self.providers,
             dev=self.dev,
+            secret=secrets.token_hex(16),
         )
-        return Child(spec.name, "gateway", LocalProcess(spawn(spec, (listener_fd,))), slot=index)
+        process = LocalProcess(spawn(spec, (listener_fd,)))
+        return Child(spec.name, "gateway", process, slot=index, secret=spec.secret)
 
     def worker(self, plugin: PluginEntry, slot: int) -> Child:
         self._started += 1
@@ -135,5 +140,6 @@ class Launcher:
             settings=self.settings,
             config=self.config().snapshot(),
             dev=self.dev,
+            secret=secrets.token_hex(16),
         )
-        return Child(spec.name, "worker", LocalProcess(spawn(spec)), plugin_id=plugin.id, slot=slot)
+        return Child(spec.name, "worker", LocalProcess(spawn(spec)), plugin_id=plugin.id, slot=slot, secret=spec.secret)

@@ -8,13 +8,14 @@ everyone, and ``Shutdown``.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable
 
 import zmq
 
-from kernel.protocol import Heartbeat, Hello, Message, Policies, TableApplied, encode
+from kernel.protocol import Error, Heartbeat, Hello, Message, Policies, TableApplied, encode
 from kernel.supervisor.children import Child
 from kernel.transport.connection import Channel, refusal
 from kernel.transport.sockets import router
@@ -67,6 +68,11 @@ class ControlChannel:
         child.seen = time.monotonic()
         if type(msg) is Hello:
             refused = refusal(msg, child.ident)
+            if refused is None and not hmac.compare_digest(msg.secret, child.secret):
+                log.error(
+                    "refused a process (pid %d) that claims to be %s %s: wrong secret", msg.pid, child.kind, child.ident
+                )
+                refused = Error(0, "ProtocolError", f"this is not {child.ident}: wrong secret")
             if refused is not None:
                 self.send(child, refused)
                 return

@@ -133,9 +133,12 @@ class Channel:
         log.error("%s: bad frame from %r: %s", self.name, peer, exc)
 
 
-def hello(role: str, *, plugin_id: str = "", worker_id: str = "", policies: Sequence[AuthPolicy] = ()) -> bytes:
+def hello(
+    role: str, *, plugin_id: str = "", worker_id: str = "", policies: Sequence[AuthPolicy] = (), secret: str = ""
+) -> bytes:
     """This process's ``Hello``, encoded: the first message on every connection it opens."""
-    return encode(Hello(PROTOCOL_VERSION, role, plugin_id, worker_id, os.getpid(), list(policies)))  # type: ignore[arg-type]
+    greeting = Hello(PROTOCOL_VERSION, role, plugin_id, worker_id, os.getpid(), list(policies), secret)  # type: ignore[arg-type]
+    return encode(greeting)
 
 
 def refusal(msg: Message, who: str) -> Error | None:

@@ -131,7 +131,11 @@ class WorkerConnection:
             log.error("plugin '%s': no answer from the gateways", spec.plugin_id)
             return False
         assert self.control is not None
-        self.control.send(hello("worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id, policies=self.policies))
+        self.control.send(
+            hello(
+                "worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id, policies=self.policies, secret=spec.secret
+            )
+        )
         self._greeted = True
         beat = asyncio.get_running_loop().create_task(self._heartbeat())
         await self._stop.wait()
