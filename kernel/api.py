@@ -49,12 +49,20 @@ from kernel.errors import (
     NotModifiedError,
     PluginDeclarationError,
     ServiceUnavailableError,
+    TooManyRequestsError,
 )
 from kernel.errors import (
     NotImplementedError_ as NotImplementedError,
 )
 from kernel.hookspecs import hookimpl
-from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView, Verified, verify_token
+from kernel.hooktypes import (
+    CliCommand,
+    CredentialVerifier,
+    GatewayMiddleware,
+    GatewayView,
+    Verified,
+    verify_token,
+)
 from kernel.permissions import (
     ALLOWED,
     DENIED,
@@ -130,6 +138,7 @@ __all__ = [
     "DefinitiveDecision",
     "Discovery",
     "ExtensionPoint",
+    "GatewayMiddleware",
     "GatewayTimeoutError",
     "GatewayView",
     "GetResources",
@@ -172,6 +181,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Settings",
     "StaticKey",
+    "TooManyRequestsError",
     "UserInfo",
     "UserInfoResult",
     "Verified",

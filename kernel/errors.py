@@ -175,10 +175,6 @@ class TooManyRequestsError(KernelError):
 
     name = "TooManyRequestsError"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, cause: BaseException | None = None) -> None:
-        super().__init__(message, cause=cause)
-        self.retry_after = retry_after
-
 
 def retry_after_header(exc: BaseException) -> list[tuple[bytes, bytes]]:
     """``Retry-After`` (whole seconds, at least 1) for an error that says when to retry; else nothing."""

@@ -9,7 +9,7 @@ endpoints (``kernel.gateway.root``), static tokens
 (``kernel.cli.commands``). Where each hook runs:
 
 - ``kernel_provide_services``, ``kernel_register_routes``, ``kernel_permission_policy``: in each plugin's worker;
-- ``kernel_root_routes``, ``kernel_credential_verifiers``: in each gateway process;
+- ``kernel_root_routes``, ``kernel_credential_verifiers``, ``kernel_gateway_middleware``: in each gateway process;
 - ``kernel_config_schemas``, ``kernel_cli_commands``: in the ``kernel`` command.
 """
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from kernel.core_services import HttpRouter, RootConfig
-    from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayView
+    from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayMiddleware, GatewayView
     from kernel.permissions import PermissionPolicy
     from kernel.service import ServiceFactory
 
@@ -53,6 +53,12 @@ def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
 @hookspec
 def kernel_credential_verifiers(config: RootConfig) -> Sequence[CredentialVerifier]:
     """Verifiers of presented tokens, built from the config (again after every reload)."""
+    raise NotImplementedError
+
+
+@hookspec
+def kernel_gateway_middleware(config: RootConfig) -> Sequence[GatewayMiddleware]:
+    """ASGI middleware (``app -> app``) around every request, inside the HTTP edge (it sees ids, errors as answers)."""
     raise NotImplementedError
 
 

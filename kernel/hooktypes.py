@@ -17,7 +17,11 @@ from kernel.protocol import PluginState, Principal
 if TYPE_CHECKING:
     import argparse
 
+    from starlette.types import ASGIApp
+
 Headers = Sequence[tuple[bytes, bytes]]
+#: ASGI middleware as a package adds it to the gateway: takes the app it wraps, returns the wrapped app
+GatewayMiddleware = Callable[["ASGIApp"], "ASGIApp"]
 
 
 @dataclass(frozen=True)

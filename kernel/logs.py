@@ -5,6 +5,10 @@ has the config, ``configure_from_config``: ``backend.logging.level`` (default: t
 ``KERNEL_LOG_LEVEL`` env var, else info), ``backend.logging.plugins.<id>.level`` and
 ``backend.logging.format`` (text|json; default json when ``KERNEL_ENV=production``, else text).
 
+``REQUEST_ID`` is the request a line belongs to: the gateway sets it for each request
+(``X-Request-Id``) and each worker for the request it handles, and both formatters add it to
+every line logged meanwhile (``request_id``), whoever logs it.
+
 Redaction happens in the formatters, so it covers every logger of the process, whoever
 provides the ``core.logger`` service: a field whose key looks secret (``is_secret_key``) is
 shown as ``<secret>``, and any configured secret value (``secret_values``) is replaced in
@@ -22,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final
 
@@ -33,7 +38,9 @@ __all__ = [
     "LEVELS",
     "PLUGIN_LOGGER_PREFIX",
     "REDACTOR",
+    "REQUEST_ID",
     "JsonFormatter",
+    "LineFormatter",
     "Redactor",
     "TextFormatter",
     "apply_settings",
@@ -42,6 +49,7 @@ __all__ = [
     "default_format",
     "install_crash_handlers",
     "read_logging_settings",
+    "valid_request_id",
 ]
 
 #: ``backend.logging`` level names (``kernel.settings.LOG_LEVELS``) to stdlib levels
@@ -53,6 +61,17 @@ LEVELS: Final = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+
+
+#: the id of the request the running task serves (``X-Request-Id``), added to its log lines
+REQUEST_ID: ContextVar[str | None] = ContextVar("kernel_request_id", default=None)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,200}")
+
+
+def valid_request_id(value: bytes | str) -> str | None:
+    """``value`` as a request id if it is one we pass on (1 to 200 of ``A-Za-z0-9._:+/=@-``), else ``None``."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    return text if _REQUEST_ID.fullmatch(text) else None
 
 
 class Redactor:
@@ -81,7 +100,31 @@ class Redactor:
         return self.text(str(value)) if self._re is not None else value
 
     def fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: SECRET if is_secret_key(str(k)) else self.value(v) for k, v in fields.items()}
+        out: dict[str, Any] = {}
+        pattern = self._re
+        for k, v in fields.items():  # a loop with the common types inline: it runs for every line
+            kind = type(v)
+            if _is_secret_key(k):
+                out[k] = SECRET
+            elif kind is str:
+                out[k] = pattern.sub(SECRET, v) if pattern is not None and v else v
+            elif kind is int or kind is float or v is None:
+                out[k] = v
+            else:
+                out[k] = self.value(v)
+        return out
+
+
+_SECRET_KEYS: dict[Any, bool] = {}  # field name -> is_secret_key (the same few names on every line)
+
+
+def _is_secret_key(key: Any) -> bool:
+    found = _SECRET_KEYS.get(key)
+    if found is None:
+        found = is_secret_key(str(key))
+        if len(_SECRET_KEYS) < 4096:
+            _SECRET_KEYS[key] = found
+    return found
 
 
 REDACTOR: Final = Redactor()
@@ -91,46 +134,98 @@ REDACTOR: Final = Redactor()
 # ---------------------------------------------------------------------------- formatters
 
 
-class _Formatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """The kernel's formatters: redaction and the request id, then the layout (``render``).
+
+    ``line`` makes the same line from its parts without a ``LogRecord``: the access log's way
+    when the process's one handler is the kernel's (``kernel.gateway.middleware.accesslog``).
+    """
+
     def __init__(self, redactor: Redactor | None = None) -> None:
         super().__init__()
         self.redactor = redactor if redactor is not None else REDACTOR
 
-    def _parts(self, record: logging.LogRecord) -> tuple[str, dict[str, Any], str | None]:
+    def format(self, record: logging.LogRecord) -> str:
         r = self.redactor
-        fields = r.fields(getattr(record, "fields", {}))
         stack = r.text(self.formatException(record.exc_info)) if record.exc_info else None
-        return r.text(record.getMessage()), fields, stack
+        fields = getattr(record, "fields", {})
+        return self.line(
+            record.name, record.levelname, record.created, record.process, record.getMessage(), fields, stack
+        )
+
+    def line(
+        self,
+        name: str,
+        level: str,
+        created: float,
+        pid: int | None,
+        message: str,
+        fields: Mapping[str, Any],
+        stack: str | None = None,
+    ) -> str:
+        """The line of a record of these parts (``stack`` already redacted)."""
+        r = self.redactor
+        redacted = r.fields(fields)
+        request_id = REQUEST_ID.get()
+        if request_id is not None and "request_id" not in redacted:
+            redacted["request_id"] = request_id
+        return self.render(name, level, created, pid, r.text(message), redacted, stack)
+
+    def render(
+        self,
+        name: str,
+        level: str,
+        created: float,
+        pid: int | None,
+        message: str,
+        fields: dict[str, Any],
+        stack: str | None,
+    ) -> str:
+        raise NotImplementedError
 
 
-class TextFormatter(_Formatter):
+class TextFormatter(LineFormatter):
     """``time level [plugin pid] message key=value`` for development."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        message, fields, stack = self._parts(record)
-        plugin = fields.pop("plugin", record.name)
-        when = time.strftime("%H:%M:%S", time.localtime(record.created))
-        line = f"{when} {record.levelname:<7} [{plugin} {record.process}] {message}"
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        if extra:
-            line += " " + extra
+    _second = -1
+    _when = ""
+
+    def render(
+        self,
+        name: str,
+        level: str,
+        created: float,
+        pid: int | None,
+        message: str,
+        fields: dict[str, Any],
+        stack: str | None,
+    ) -> str:
+        plugin = fields.pop("plugin", name)
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._second, self._when = second, time.strftime("%H:%M:%S", time.localtime(second))
+        line = f"{self._when} {level:<7} [{plugin} {pid}] {message}"
+        if fields:
+            line += " " + " ".join([f"{k}={v}" for k, v in fields.items()])
         if stack:
             line += "\n" + stack
         return line
 
 
-class JsonFormatter(_Formatter):
+class JsonFormatter(LineFormatter):
     """One JSON object per line for production."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        message, fields, stack = self._parts(record)
-        out: dict[str, Any] = {
-            "ts": record.created,
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": message,
-        }
+    def render(
+        self,
+        name: str,
+        level: str,
+        created: float,
+        pid: int | None,
+        message: str,
+        fields: dict[str, Any],
+        stack: str | None,
+    ) -> str:
+        out: dict[str, Any] = {"ts": created, "level": level.lower(), "logger": name, "pid": pid, "message": message}
         out.update(fields)
         if stack:
             out["stack"] = stack
@@ -154,6 +249,7 @@ def configure(level: str = "info", fmt: str | None = None) -> None:
 
 _configured_plugins: set[str] = set()
 _schemas: dict[str, Any] = {}  # every schema configure_from_config was given, for secret paths
+_secret_paths: set[str] = set()  # and every secret path it was given without a schema
 _unsubscribe: Callable[[], None] | None = None
 
 
@@ -176,16 +272,21 @@ def apply_settings(settings: LoggingSettings, secrets: Iterable[str] = ()) -> No
     REDACTOR.set_values(secrets)
 
 
-def configure_from_config(config: ConfigReader, schemas: Mapping[str, Any] | None = None) -> None:
+def configure_from_config(
+    config: ConfigReader, schemas: Mapping[str, Any] | None = None, *, secret_paths: Iterable[str] = ()
+) -> None:
     """Apply ``backend.logging`` and the config's secrets (``schemas``: plugin id → config schema).
 
-    Call after ``configure``. Schemas given once are remembered for later calls. When ``config``
+    Call after ``configure``. A process that holds no schema (the supervisor: the plugins'
+    schemas stay in the discovery child) passes their ``secret_paths`` instead
+    (``plugin_secret_paths``). Both, given once, are remembered for later calls. When ``config``
     has ``subscribe`` (a ``LiveConfig``), changes re-apply it; a mistaken new ``backend.logging``
     is ignored.
     """
     global _unsubscribe
     _schemas.update(schemas or {})
-    paths = plugin_secret_paths(_schemas)
+    _secret_paths.update(secret_paths)
+    paths = [*plugin_secret_paths(_schemas), *sorted(_secret_paths)]
 
     def apply(cfg: ConfigReader) -> None:
         apply_settings(read_logging_settings(cfg), secret_values(cfg.get(), paths))

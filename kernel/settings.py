@@ -2,8 +2,9 @@
 
 Every key the kernel itself reads is here (``backend.listen``, ``backend.baseUrl``,
 ``backend.gateway``, ``backend.workers``, ``backend.startup``, ``backend.logging``,
-``backend.config.reload``, ``backend.auth``); nothing else re-defaults them. ``read_settings``
-reads and validates all of it, and a mistake is a ``ConfigError`` naming the key.
+``backend.config.reload``, ``backend.auth``, and the HTTP edge's keys in ``kernel.edge_settings``:
+``backend.cors``, ``backend.csp``, ``backend.rateLimit``, ...); nothing else re-defaults them.
+``read_settings`` reads and validates all of it, and a mistake is a ``ConfigError`` naming the key.
 
 A contract module: it imports only msgspec, the standard library and ``kernel.errors``, so
 ``kernel.api`` can export it. For the same reason the two pure config helpers live here:
@@ -15,12 +16,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
+from kernel.edge_settings import EdgeSettings, read_edge_settings
 from kernel.errors import ConfigError
 from kernel.protocol import PermissionRestriction
+from kernel.worker_settings import PluginLimits, PluginWorkers, WorkerLimits, WorkerSettings
 
 __all__ = [
     "LOG_LEVELS",
@@ -29,6 +32,7 @@ __all__ = [
     "AuthSettings",
     "BootPolicy",
     "ConfigReader",
+    "EdgeSettings",
     "ExternalAccess",
     "GatewaySettings",
     "Listen",
@@ -115,78 +119,28 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True
 class Listen(_S, frozen=True):
     """``backend.listen``: where the gateway accepts connections."""
 
+    #: address the gateway listens on (`0.0.0.0`: every interface)
     host: str = "0.0.0.0"
+    #: port the gateway listens on
     port: int = 7007
 
 
 class GatewaySettings(_S, frozen=True):
     """``backend.gateway``."""
 
+    #: gateway processes sharing the port and the workers
     processes: int = 1
+    #: the gateways' ASGI server: hypercorn (HTTP/2) or uvicorn (the `uvicorn` extra: faster HTTP/1.1)
     server: Literal["hypercorn", "uvicorn"] = "hypercorn"
     #: seconds a plugin has to send the first byte of its answer, and at most between two streamed chunks
     request_timeout: float = 30.0
+    #: bytes a request body may have; a larger one gets 413
     max_request_body_size: int = 100 * 1024 * 1024
+    #: the path plugins are mounted under (`/api/<pluginId>`)
     mount: str = "/api"
     #: seconds a request waits for a plugin with no ready worker while one is starting (a restart, a
     #: recycle) before 503; never longer than ``request_timeout``
     worker_wait_timeout: float = 5.0
-
-
-_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class WorkerLimits(_S, frozen=True):
-    """Limits of each worker of a plugin (``backend.workers.limits``; per plugin under ``plugins.<id>.limits``).
-
-    ``0`` turns a limit off.
-    """
-
-    #: resident memory above which a worker is recycled gracefully (a replacement starts, then it drains)
-    memory_soft_mb: _NonNegative = 512
-    #: resident memory above which a worker is killed at once (then restarted like any dead worker)
-    memory_hard_mb: _NonNegative = 1024
-    #: requests after which a worker is recycled gracefully
-    max_requests: _NonNegative = 0
-    #: requests (and WebSockets) one gateway process lets a worker hold at once; more wait in the queue
-    max_in_flight: _NonNegative = 1000
-    #: requests one gateway process lets wait for a worker with room, per plugin; more get 503 at once
-    queue_size: _NonNegative = 100
-
-
-class PluginLimits(_S, frozen=True):
-    """Per-plugin overrides of ``WorkerLimits``: a key left out follows ``backend.workers.limits``."""
-
-    memory_soft_mb: _NonNegative | None = None
-    memory_hard_mb: _NonNegative | None = None
-    max_requests: _NonNegative | None = None
-    max_in_flight: _NonNegative | None = None
-    queue_size: _NonNegative | None = None
-
-
-class PluginWorkers(_S, frozen=True):
-    replicas: int | None = None
-    limits: PluginLimits = PluginLimits()
-
-
-class WorkerSettings(_S, frozen=True):
-    """``backend.workers``."""
-
-    replicas: int = 1
-    heartbeat_interval: float = 0.5
-    heartbeat_timeout: float = 5.0
-    start_timeout: float = 30.0
-    restart_initial_delay: float = 0.1
-    restart_max_delay: float = 10.0
-    flapping_limit: int = 5
-    flapping_window: float = 60.0
-    #: seconds a plugin stopped for flapping waits before it is tried again (doubling, up to 16x, until it
-    #: is ready again)
-    flapping_cooldown: float = 60.0
-    shutdown_grace: float = 10.0
-    kill_timeout: float = 5.0
-    limits: WorkerLimits = WorkerLimits()
-    plugins: dict[str, PluginWorkers] = {}
 
 
 OnFailure = Literal["abort", "continue"]
@@ -195,17 +149,21 @@ OnFailure = Literal["abort", "continue"]
 class BootPolicy(_S, frozen=True):
     """``backend.startup.default``: what a failing plugin, or a failing module of a plugin, does to start-up."""
 
+    #: `abort`: a plugin that fails to start stops `kernel serve`; `continue`: the others serve, readiness lists it
     on_plugin_boot_failure: OnFailure = "abort"
+    #: `abort`: a module that fails to start fails its plugin; `continue`: the plugin starts without it
     on_plugin_module_boot_failure: OnFailure = "abort"
 
 
 class ModuleStartup(_S, frozen=True):
+    #: this module's `onPluginModuleBootFailure`
     on_plugin_module_boot_failure: OnFailure | None = None
 
 
 class PluginStartup(_S, frozen=True):
     """``backend.startup.plugins.<pluginId>``: unset keys follow the default."""
 
+    #: this plugin's `onPluginBootFailure`
     on_plugin_boot_failure: OnFailure | None = None
     modules: dict[str, ModuleStartup] = {}
 
@@ -218,13 +176,16 @@ class Startup(_S, frozen=True):
 
 
 class PluginLogging(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    #: the level of this plugin's logger
     level: str | None = None
 
 
 class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """``backend.logging``: ``level`` (else ``KERNEL_LOG_LEVEL``, else info), ``format`` (text|json)."""
 
+    #: debug, info, warn, error or critical (unset: `KERNEL_LOG_LEVEL`, else info)
     level: str | None = None
+    #: `text` or `json` (unset: json when `KERNEL_ENV=production`, else text)
     format: str | None = None
     plugins: dict[str, PluginLogging] = {}
 
@@ -232,8 +193,10 @@ class LoggingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class ReloadSettings(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
     """``backend.config.reload``."""
 
+    #: reload the config files when they change and push a valid new config to every process
     enabled: bool = False
     watch_files: bool = True  # poll the config files' mtimes every pollSeconds
+    #: seconds between looks at the config files' modification times
     poll_seconds: float = 1.0
     interval_seconds: float | None = None  # also reload unconditionally this often
 
@@ -241,29 +204,40 @@ class ReloadSettings(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
 class AccessRestriction(msgspec.Struct, rename="camel", frozen=True):
     """One entry of ``accessRestrictions``: the plugin a credential may reach, optionally narrowed."""
 
+    #: a plugin the credential may call
     plugin: str
+    #: the permissions allowed in it (a list, or names separated by commas or spaces)
     permission: str | list[str] | None = None
+    #: `{action: [...]}`: the actions (create, read, update, delete) allowed in it
     permission_attribute: dict[str, str | list[str]] | None = None
 
 
 class ExternalAccess(msgspec.Struct, rename="camel", frozen=True):
     """One entry of ``backend.auth.externalAccess``; ``options`` are the ``type``'s own (checked by it)."""
 
+    #: `static`, `legacy` or `jwks` (README, "Security defaults")
     type: str
+    #: the type's options: `token` and `subject` for `static`, ...
     options: dict[str, Any] = {}
+    #: the plugins (and permissions) the credential may reach; absent: every plugin
     access_restrictions: list[AccessRestriction] | None = None
 
 
 class StaticKey(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
     """A key pair from files: ``publicKeyFile`` (SPKI PEM), ``privateKeyFile`` (PKCS#8 PEM, to sign with)."""
 
+    #: SPKI PEM file of the public key
     public_key_file: str
+    #: the `kid` of the tokens signed with it
     key_id: str
+    #: PKCS#8 PEM file of the private key (the first key, which signs, needs one)
     private_key_file: str | None = None
+    #: the signing algorithm (only ES256)
     algorithm: Literal["ES256"] = "ES256"
 
 
 class StaticKeys(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    #: the key pairs; the first one signs, every one is published
     keys: list[StaticKey] = []
 
 
@@ -275,6 +249,7 @@ class PluginKeyStore(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     every one is published; the same files can serve several backends.
     """
 
+    #: `database` or `static` (see above)
     type: Literal["database", "static"] = "database"
     static: StaticKeys = StaticKeys()
 
@@ -282,6 +257,7 @@ class PluginKeyStore(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class AuthSettings(msgspec.Struct, rename="camel", frozen=True):
     """``backend.auth``; other keys belong to the token system's packages and are ignored here."""
 
+    #: tokens other systems present (`Authorization: Bearer ...`); none by default
     external_access: list[ExternalAccess] = []
     #: how long a plugin signs with one key (and its tokens live at most); a new key follows
     key_duration_seconds: float = 3600.0
@@ -299,6 +275,7 @@ class Settings(msgspec.Struct, frozen=True):
     logging: LoggingSettings = LoggingSettings()
     reload: ReloadSettings = ReloadSettings()
     auth: AuthSettings = AuthSettings()
+    edge: EdgeSettings = EdgeSettings()  # backend.cors, backend.csp, backend.rateLimit, backend.https, ...
 
     def replicas(self, plugin_id: str) -> int:
         own = self.workers.plugins.get(plugin_id)
@@ -386,6 +363,7 @@ def read_settings(config: ConfigReader) -> Settings:
         logging=read_logging_settings(config),
         reload=read_reload_settings(config),
         auth=read_auth_settings(config),
+        edge=read_edge_settings(config),
     )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")

@@ -34,6 +34,7 @@ EXERCISED = {
     "kernel_register_routes": "test_a_package_overrides_a_core_service_provides_its_own_and_adds_routes",
     "kernel_root_routes": "test_a_package_adds_a_root_endpoint_that_asks_the_gateway",
     "kernel_credential_verifiers": "test_a_package_verifies_its_own_tokens_and_follows_a_reload",
+    "kernel_gateway_middleware": "test_a_package_wraps_every_request_in_its_middleware",
     "kernel_config_schemas": "test_config_check_validates_the_keys_a_package_declares",
     "kernel_cli_commands": "test_a_package_adds_a_kernel_subcommand",
     "kernel_permission_policy": "test_a_policy_package_decides_for_users_in_the_plugins_worker",
@@ -123,6 +124,15 @@ def test_a_package_verifies_its_own_tokens_and_follows_a_reload(edge_kernel: Ker
     wait_for(lambda: whoami("zeta-bob").status_code == 200, 10, "the verifier was not rebuilt after the reload")
     assert whoami("zeta-bob").json()["subject"] == "external:acme:bob"
     assert whoami("acme-bob").status_code == 401
+
+
+def test_a_package_wraps_every_request_in_its_middleware(edge_kernel: KernelProcess) -> None:
+    with httpx.Client(base_url=edge_kernel.url) as c:
+        for path, status in [("/api/echo/echo/x", 200), ("/api/nope/x", 404), ("/.kernel/health/v1/liveness", 200)]:
+            resp = c.get(path)
+            assert resp.status_code == status
+            # inside the HTTP edge: it sees the request id, and the gateway's errors as answers
+            assert (resp.headers["x-acme-region"], resp.headers["x-acme-saw-request-id"]) == ("eu", "yes"), path
 
 
 def _kernel(args: list[str], paths: list[Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,8 @@ CONTRACT = [
     "errors",
     "protocol",
     "settings",
+    "edge_settings",  # the HTTP edge's part of the settings schema (kernel/settings.py stays small)
+    "worker_settings",  # backend.workers, for the same reason
     "permissions",
 ]
 CONTRACT_MODULES = {f"kernel.{name}" for name in CONTRACT}
@@ -88,9 +90,11 @@ def _rel(path: Path) -> str:
 
 
 def _is_composition_root(rel: str) -> bool:
-    """The CLI (``kernel/cli.py`` or a ``kernel/cli/`` package) and the process entry points."""
+    """The CLI (``kernel/cli.py`` or a ``kernel/cli/`` package), the process entry points, and the test
+    toolkit (``kernel/testing/``: like the CLI, it ties gateway, worker boot and ``services`` together in
+    one process, and its mocks wrap the real services)."""
     return rel in {"kernel/cli.py", "kernel/worker/__main__.py", "kernel/gateway/__main__.py"} or rel.startswith(
-        "kernel/cli/"
+        ("kernel/cli/", "kernel/testing/")
     )
 
 
@@ -121,7 +125,7 @@ def test_only_composition_roots_import_services() -> None:
         if not _is_composition_root(_rel(path))
         and (bad := sorted(m for m in _imports(path) if m.split(".")[0] == "services"))
     }
-    roots = "kernel/cli.py or kernel/cli/, kernel/worker/__main__.py, kernel/gateway/__main__.py"
+    roots = "kernel/cli.py or kernel/cli/, kernel/worker/__main__.py, kernel/gateway/__main__.py, kernel/testing/"
     assert offenders == {}, f"only the composition roots ({roots}) may import services"
 
 
@@ -160,5 +164,6 @@ PROVIDERS = ("kernel.testing:wait_for", "kernel.errors", "not kernel.testing", "
     } | ({"kernel.worker.runtime"} if _is_module("kernel.worker.runtime") else set())
     assert _imports_of("from .app import x", "kernel.gateway", is_package=True) == {"kernel.gateway.app"}
     roots = ["kernel/cli.py", "kernel/cli/__init__.py", "kernel/cli/serve.py", "kernel/worker/__main__.py"]
+    roots += ["kernel/testing/__init__.py", "kernel/testing/mocks.py"]
     assert all(_is_composition_root(r) for r in roots)
     assert not any(_is_composition_root(r) for r in ["kernel/cli_config.py", "kernel/worker/runtime.py"])

@@ -17,6 +17,7 @@ from kernel.api import Secret
 from kernel.config import SECRET, Config, ReloadingConfig
 from kernel.logs import (
     REDACTOR,
+    REQUEST_ID,
     JsonFormatter,
     Redactor,
     TextFormatter,
@@ -40,6 +41,26 @@ def test_text_lines_carry_plugin_pid_and_fields() -> None:
     log.child(request="r1").info("hello %s", color="blue")
     line = out.getvalue().strip()
     assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    \[demo \d+\] hello %s request=r1 color=blue", line), line
+
+
+def test_lines_logged_for_a_request_carry_its_id() -> None:
+    out, log = capture(JsonFormatter())
+    token = REQUEST_ID.set("req-42")
+    try:
+        log.info("inside")
+        log.info("given", request_id="own")  # a field of the same name is kept
+    finally:
+        REQUEST_ID.reset(token)
+    log.info("outside")
+    inside, given, outside = (json.loads(line) for line in out.getvalue().splitlines())
+    assert inside["request_id"] == "req-42" and given["request_id"] == "own" and "request_id" not in outside
+    text, text_log = capture(TextFormatter())
+    token = REQUEST_ID.set("req-43")
+    try:
+        text_log.info("hello")
+    finally:
+        REQUEST_ID.reset(token)
+    assert text.getvalue().strip().endswith("hello request_id=req-43")
 
 
 def test_redaction_of_secret_keys_and_secret_values() -> None:

@@ -20,10 +20,12 @@ import pluggy
 from kernel.config import Config, ConfigError, LiveConfig
 from kernel.gateway.app import GatewayState, build_app
 from kernel.gateway.auth import Authenticator
+from kernel.gateway.middleware.ratelimit_stores import create_store
 from kernel.gateway.routing import ApiDispatcher
-from kernel.gateway.servers import SERVERS
+from kernel.gateway.servers import ALPN, SERVERS
+from kernel.gateway.tls import server_context
 from kernel.gateway.workers import WorkerPool
-from kernel.hooktypes import CredentialVerifier
+from kernel.hooktypes import CredentialVerifier, GatewayMiddleware
 from kernel.launch import GatewaySpec, apply_config_update, start_child
 from kernel.logs import configure_from_config
 from kernel.registry import in_registration_order, load_registry
@@ -93,13 +95,23 @@ async def serve(spec: GatewaySpec) -> int:
         lowest_in_flight=spec.settings.lowest_in_flight_limit(),
     )
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
-    app = build_app(api, in_registration_order(results), dev=spec.dev)
+    edge = spec.settings.edge
+    store = create_store(edge.rate_limit.store) if edge.rate_limit is not None else None
+    middleware: list[GatewayMiddleware] = in_registration_order(hooks.kernel_gateway_middleware(config=config.current))
+    app = build_app(
+        api, in_registration_order(results), dev=spec.dev, edge=edge, rate_limit_store=store, middleware=middleware
+    )
+    tls = None
+    if edge.https is not None:
+        tls = server_context(edge.https, alpn=ALPN[g.server], base_url=spec.settings.base_url)
     loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)
     pool.start()
     try:
-        await SERVERS[g.server](app, spec.fd, stop)
+        await SERVERS[g.server](app, spec.fd, stop, tls)
     finally:
         pool.close()
+        if store is not None:
+            await store.close()
     return 0
 
 

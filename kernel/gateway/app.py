@@ -1,8 +1,27 @@
-"""Assembling the gateway's ASGI app: error handling outermost, then the plugin mount and the root.
+"""Assembling the gateway's ASGI app: error handling outermost, the HTTP edge, then the plugin mount and the root.
 
 Everything under the mount goes to the ``ApiDispatcher``; everything else to a
 router of the routes installed packages add through ``kernel_root_routes``
 (the kernel's health endpoints among them).
+
+The HTTP edge (``kernel.gateway.middleware``, configured by ``kernel.edge_settings``), outermost first:
+
+1. ``ErrorMiddleware``: a failure of the edge itself still answers in the error shape;
+2. ``ForwardedMiddleware`` (``backend.trustProxy``): the real client and scheme, for all below;
+3. ``RequestIdMiddleware``: ``X-Request-Id`` for the worker, the logs and the answer;
+4. ``AccessLogMiddleware``: one line per request, timed over everything below, with the final status;
+5. ``SecurityHeadersMiddleware``: on every answer, preflights and errors included;
+6. ``CorsMiddleware``: preflights end here; CORS headers on every answer (errors too: a browser can read them);
+7. ``CompressionMiddleware``: gzip/br of the final body;
+8. ``RateLimitMiddleware``: its check runs in the dispatcher once the principal is known (429s pass 1-7);
+9. the middleware of installed packages (``kernel_gateway_middleware``), the first listed outermost;
+10. ``ErrorMiddleware`` again: an error of the dispatcher or the root becomes an answer the edge decorates;
+11. ``Gateway``: the plugin mount or the root (``backend.health.headers`` on the health endpoints).
+
+The edge is the gateway's own skeleton, assembled here in a fixed order rather than through the
+hook: its order is part of the security model (CORS and headers on 429s and 401s, the access log
+seeing every answer), which must not depend on the order packages load in. A layer that is off
+(no ``backend.cors``, ``backend.accessLog.enabled: false``...) is not installed at all.
 """
 
 from __future__ import annotations
@@ -13,11 +32,20 @@ from typing import Any
 from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kernel.edge_settings import EdgeSettings
 from kernel.errors import NotFoundError
+from kernel.gateway.middleware.accesslog import AccessLogMiddleware
+from kernel.gateway.middleware.compression import CompressionMiddleware
+from kernel.gateway.middleware.cors import CorsMiddleware
 from kernel.gateway.middleware.errors import ErrorMiddleware
+from kernel.gateway.middleware.forwarded import ForwardedMiddleware
+from kernel.gateway.middleware.headers import HealthHeadersMiddleware, SecurityHeadersMiddleware, security_headers
+from kernel.gateway.middleware.ratelimit import RateLimitMiddleware, Store
+from kernel.gateway.middleware.requestid import RequestIdMiddleware
+from kernel.gateway.root import HEALTH
 from kernel.gateway.routing import ApiDispatcher
 from kernel.gateway.workers import WorkerPool
-from kernel.hooktypes import Headers
+from kernel.hooktypes import GatewayMiddleware, Headers
 from kernel.protocol import PluginState, Principal
 
 
@@ -58,5 +86,39 @@ class Gateway:
             await self.root(scope, receive, send)
 
 
-def build_app(api: ApiDispatcher, root_routes: Sequence[BaseRoute], *, dev: bool) -> ASGIApp:
-    return ErrorMiddleware(Gateway(api, Router(routes=list(root_routes), default=_not_found)), dev=dev)
+def build_app(
+    api: ApiDispatcher,
+    root_routes: Sequence[BaseRoute],
+    *,
+    dev: bool,
+    edge: EdgeSettings | None = None,
+    rate_limit_store: Store | None = None,
+    middleware: Sequence[GatewayMiddleware] = (),
+) -> ASGIApp:
+    """The gateway's app; without ``edge``, only the plugin mount and the root behind error handling."""
+    root: ASGIApp = Router(routes=list(root_routes), default=_not_found)
+    if edge is not None and edge.health.headers:
+        root = HealthHeadersMiddleware(root, headers=edge.health.headers, prefix=HEALTH + "/")
+    app: ASGIApp = ErrorMiddleware(Gateway(api, root), dev=dev)
+    if edge is None:
+        return app
+    for wrap in reversed(middleware):
+        app = wrap(app)
+    if edge.rate_limit is not None:
+        assert rate_limit_store is not None, "backend.rateLimit needs a store"
+        app = RateLimitMiddleware(app, settings=edge.rate_limit, store=rate_limit_store)
+    c = edge.compression
+    if c.enabled:
+        app = CompressionMiddleware(app, threshold=c.threshold, level=c.level, brotli=c.brotli)
+    if edge.cors is not None:
+        app = CorsMiddleware(app, settings=edge.cors)
+    headers, hsts = security_headers(edge)
+    if headers or hsts:
+        app = SecurityHeadersMiddleware(app, headers=headers, hsts=hsts)
+    if edge.access_log.enabled:
+        app = AccessLogMiddleware(app)
+    if edge.request_id.enabled:
+        app = RequestIdMiddleware(app)
+    if edge.trust_proxy:
+        app = ForwardedMiddleware(app, trust=edge.trust_proxy)
+    return ErrorMiddleware(app, dev=dev)

@@ -3,7 +3,10 @@
 The order is the security model: a path with ``.``/``..`` segments is refused,
 the plugin must have a ready worker, the caller's credentials are checked
 against the plugin's auth policies, the body size against the limit — all
-before any byte reaches plugin code. The answer itself is the stream's job
+before any byte reaches plugin code. Once the credentials are known, the admission check the
+edge put in the scope (``kernel.admission``: the rate limit) decides whether the request goes on,
+and the scope records the plugin and the principal (``kernel.plugin``, ``kernel.principal``) for
+the access log. The answer itself is the stream's job
 (``kernel.gateway.stream``). A WebSocket handshake passes the same checks
 (no body) and becomes a ``GatewaySocket`` (``kernel.gateway.websockets``).
 """
@@ -16,7 +19,14 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from kernel.errors import InputError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError
+from kernel.errors import (
+    AuthenticationError,
+    InputError,
+    NotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+)
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.stream import ClientGone, WorkerGone, WorkerLink
 from kernel.gateway.websockets import GatewaySocket, GatewayStopping
@@ -25,6 +35,10 @@ from kernel.protocol import Principal, RequestHead, encode
 from kernel.settings import WorkerLimits
 
 S = TypeVar("S")
+#: what the dispatcher records in the scope, and the edge's check it runs (``kernel.gateway.middleware``)
+PLUGIN_KEY = "kernel.plugin"
+PRINCIPAL_KEY = "kernel.principal"
+ADMISSION_KEY = "kernel.admission"
 
 
 class ApiDispatcher:
@@ -72,10 +86,19 @@ class ApiDispatcher:
             raise NotFoundError(f"No plugin with id '{plugin_id}'")
         return plugin_id, rest, route
 
-    async def _principal(self, plugin_id: str, route: PluginRoute, rest: str, headers: Any) -> Principal:
-        principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
-        if type(principal) is not Principal:  # not verified before: the verifiers may fetch keys
-            principal = await principal  # type: ignore[misc]
+    async def _principal(self, scope: Scope, plugin_id: str, route: PluginRoute, rest: str, headers: Any) -> Principal:
+        admission = scope.get(ADMISSION_KEY)
+        try:
+            principal = self.auth.authenticate(plugin_id, route.policies, rest, headers)
+            if type(principal) is not Principal:  # not verified before: the verifiers may fetch keys
+                principal = await principal  # type: ignore[misc]
+        except (AuthenticationError, NotAllowedError):
+            if admission is not None:
+                await admission(scope, plugin_id, None)  # refused credentials count for the address
+            raise
+        scope[PRINCIPAL_KEY] = principal
+        if admission is not None:
+            await admission(scope, plugin_id, principal)
         return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,6 +107,7 @@ class ApiDispatcher:
             return
         path: str = scope["path"]
         plugin_id, rest, route = self._route(path)
+        scope[PLUGIN_KEY] = plugin_id
         pool = self.pool
         worker = route.pick()
         if worker is None:  # before auth: a plugin never started has no known policies
@@ -91,7 +115,7 @@ class ApiDispatcher:
         if worker.inflight >= self._max_in_flight:  # the common case skips the per-plugin lookup
             route, worker = await self._worker_with_room(plugin_id, route, worker)
         headers = scope["headers"]
-        principal = await self._principal(plugin_id, route, rest, headers)
+        principal = await self._principal(scope, plugin_id, route, rest, headers)
         declared = _content_length(headers)
         if declared is not None and declared > self.max_body:
             raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
@@ -144,12 +168,13 @@ class ApiDispatcher:
             return  # the client left before the handshake
         path: str = scope["path"]
         plugin_id, rest, route = self._route(path)
+        scope[PLUGIN_KEY] = plugin_id
         worker = route.pick()
         if worker is None:
             route, worker = await self._wait_for_worker(plugin_id)
         route, worker = await self._worker_with_room(plugin_id, route, worker)
         headers = scope["headers"]
-        principal = await self._principal(plugin_id, route, rest, headers)
+        principal = await self._principal(scope, plugin_id, route, rest, headers)
         client = scope.get("client")
         scheme = "https" if scope.get("scheme") == "wss" else "http"
 

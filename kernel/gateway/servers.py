@@ -1,21 +1,40 @@
-"""The HTTP servers a gateway can run its app on: hypercorn (default) or uvicorn."""
+"""The HTTP servers a gateway can run its app on: hypercorn (default) or uvicorn.
+
+Both serve the listener the supervisor opened (``fd``), over TLS when given a context
+(``kernel.gateway.tls``). Hypercorn speaks HTTP/1.1 and HTTP/2: over TLS by ALPN, and in the clear
+(h2c) by prior knowledge or an ``Upgrade: h2c``; uvicorn speaks HTTP/1.1 only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 from typing import Any
 
 from kernel.transport.sockets import MAX_FRAME  # a WebSocket message travels to the worker as one frame
 
+#: what each server offers by ALPN over TLS
+ALPN = {"hypercorn": ("h2", "http/1.1"), "uvicorn": ("http/1.1",)}
 
-async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event) -> None:
+
+async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLContext | None = None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
-    config = Config()
-    config.bind = [f"fd://{fd}"]
+    class _Config(Config):
+        """Hypercorn's config with a TLS context made by the kernel (hypercorn's own wants files)."""
+
+        @property
+        def ssl_enabled(self) -> bool:
+            return tls is not None
+
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            return tls
+
+    config = _Config()
+    config.bind = [f"fd://{fd}"]  # the secure bind when ssl_enabled
     config.accesslog = None
     config.errorlog = logging.getLogger("kernel.gateway.http")
     config.graceful_timeout = 1.0
@@ -23,12 +42,14 @@ async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
 
 
-async def serve_uvicorn(app: Any, fd: int, stop: asyncio.Event) -> None:
+async def serve_uvicorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLContext | None = None) -> None:
     import uvicorn
 
     config = uvicorn.Config(
         app, http="httptools", lifespan="off", access_log=False, log_level="warning", ws_max_size=MAX_FRAME
     )
+    config.load()
+    config.ssl = tls
     server = uvicorn.Server(config)
     # Hand uvicorn the inherited listener as a TCP socket: with ``fd=`` it treats it as a unix
     # socket and never sets TCP_NODELAY (Nagle + delayed ACK: ~44 ms per request).

@@ -3,6 +3,8 @@
 A head marked ``websocket`` opens a WebSocket (``kernel.worker.websockets``) instead of a request.
 
 Streams are keyed by (gateway index, stream id): every gateway numbers its own.
+Each request's task carries its ``X-Request-Id`` (``kernel.logs.REQUEST_ID``), so every line
+logged while it runs names the request.
 A plugin exception becomes the documented error shape (or breaks off an answer
 already started); the worker lives on.
 """
@@ -17,6 +19,7 @@ from typing import Any
 from starlette.websockets import WebSocketDisconnect
 
 from kernel.errors import KernelError
+from kernel.logs import REQUEST_ID, valid_request_id
 from kernel.protocol import Credit, End, Message, RequestBody, RequestHead, WsClose, WsMessage
 from kernel.worker.streams import Send, Stream, error_response
 from kernel.worker.websockets import WebSocketStream
@@ -65,6 +68,10 @@ class Dispatcher:
 
     async def _handle(self, key: tuple[int, int], stream: Stream | WebSocketStream) -> None:
         head = stream.head
+        for name, value in head.headers:  # this task's own context: no reset needed
+            if name == b"x-request-id":
+                REQUEST_ID.set(valid_request_id(value))
+                break
         try:
             await self.app(stream.scope(self.root_path, PRINCIPAL_KEY, self.app), stream.receive, stream.send)
             await stream.finish()

@@ -169,7 +169,7 @@ class Stream:
         """Answer with the error (``status``, JSON ``body``), or break off a response already started."""
         if not self.started:
             self.started = self.finished = True
-            headers = [(b"content-type", b"application/json")]
+            headers = [(b"content-type", b"application/json"), *errors.retry_after_header(exc)]
             self._send(encode(ResponseHead(self.id, status, headers, body, False)), None)
         elif not self.finished:
             self.finished = True

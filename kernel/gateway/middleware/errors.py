@@ -66,7 +66,7 @@ async def deny_websocket_error(scope: Scope, send: Send, exc: BaseException, *, 
     body = errors.error_body(
         name, message, "GET", request_url(scope), status=status, stack=errors.format_stack(exc) if dev else None
     )
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json"), *errors.retry_after_header(exc)]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     await deny_websocket(scope, send, status, headers, json.dumps(body).encode())
