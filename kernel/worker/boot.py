@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -12,8 +12,9 @@ import pluggy
 from kernel.container import ServiceContainer
 from kernel.core_services import RootConfig, core_services
 from kernel.errors import BootError
-from kernel.plugin import BackendPlugin
+from kernel.plugin import BackendModule, BackendPlugin
 from kernel.registry import load_registry
+from kernel.service import ServiceFactory
 from kernel.worker.extensions import start_modules
 from kernel.worker.router import PluginRouter
 
@@ -88,27 +89,43 @@ async def boot(
         if problems:
             raise BootError("; ".join(problems))
     assert reg.manager is not None
+    modules = [m.module for m in entry.modules]
+    return await start_plugin(entry.plugin, modules, reg.factories, reg.manager, config, module_policy)
+
+
+async def start_plugin(
+    plugin: BackendPlugin,
+    modules: Sequence[BackendModule],
+    factories: Mapping[str, ServiceFactory],
+    manager: pluggy.PluginManager,
+    config: RootConfig,
+    module_policy: Callable[[str], str] = lambda module_id: "abort",
+) -> BootedPlugin:
+    """Start a loaded plugin: its services, its modules, its init, its routes; then its startup hooks.
+
+    The worker's boot after loading; also ``kernel.testing.start_test_backend``'s, in the test's process.
+    """
+    plugin_id = plugin.id
     router = PluginRouter(plugin_id)
     container = ServiceContainer(
-        reg.factories,
+        factories,
         plugin_id,
         preset={
             core_services.plugin_metadata.id: _Meta(plugin_id),
             core_services.http_router.id: router,
         },
-        root_instances={core_services.root_config.id: config, core_services.root_hooks.id: _Hooks(reg.manager)},
+        root_instances={core_services.root_config.id: config, core_services.root_hooks.id: _Hooks(manager)},
     )
-    for factory in reg.factories.values():  # services that serve routes of their own, before the plugin's
+    for factory in factories.values():  # services that serve routes of their own, before the plugin's
         if factory.eager and factory.service.scope == "plugin":
             await container.get(factory.service)
-    plugin = entry.plugin
-    await start_modules(plugin, [m.module for m in entry.modules], container, module_policy)
+    await start_modules(plugin, list(modules), container, module_policy)
     deps = await container.resolve(plugin.deps)  # type: ignore[arg-type]  # a plugin's deps are services
     assert plugin.init_fn is not None
     result = plugin.init_fn(**deps)
     if asyncio.iscoroutine(result):
         await result
-    reg.manager.hook.kernel_register_routes(plugin_id=plugin_id, router=router)
+    manager.hook.kernel_register_routes(plugin_id=plugin_id, router=router)
     booted = BootedPlugin(router.build(), router, container)
     await booted.lifecycle("startup")
     return booted

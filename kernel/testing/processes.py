@@ -1,4 +1,4 @@
-"""Helpers for testing plugins and the kernel with real processes and real sockets.
+"""Real processes and real sockets: ``kernel serve`` in a subprocess, installed-looking packages, waits.
 
 ``make_package`` writes an installed-looking package (a ``.dist-info`` with
 entry points, plus its modules) into a directory that goes on ``PYTHONPATH``;
