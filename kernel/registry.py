@@ -32,29 +32,55 @@ log = logging.getLogger("kernel")
 
 
 @dataclass(frozen=True)
-class PluginEntry:
-    """A backend plugin found through an entry point."""
-
-    id: str
-    entry_point: str  # "name = module:attr"
-    distribution: str
-    version: str
-    module: str
-    plugin: BackendPlugin = field(repr=False, compare=False)
-    #: the modules extending it, loaded into its workers with it
-    modules: tuple[ModuleEntry, ...] = ()
-
-
-@dataclass(frozen=True)
 class ModuleEntry:
-    """A module of a plugin found through an entry point."""
+    """A module of a plugin found through an entry point: what is known of it without its code."""
 
     plugin_id: str
     module_id: str
     entry_point: str
     distribution: str
     version: str
-    module: BackendModule = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """A backend plugin found through an entry point: what is known of it without its code.
+
+    This is all the ``kernel`` command and the supervisor hold (from the discovery report,
+    ``kernel.discovery``); only a process that imported the plugin holds a ``LoadedPlugin``.
+    """
+
+    id: str
+    entry_point: str  # "name = module:attr"
+    distribution: str
+    version: str
+    module: str
+    #: the modules extending it, loaded into its workers with it
+    modules: tuple[ModuleEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedModule(ModuleEntry):
+    """A module entry with the ``BackendModule`` its entry point loaded (in this process)."""
+
+    module: BackendModule = field(kw_only=True, repr=False, compare=False)
+
+    def entry(self) -> ModuleEntry:
+        """The plain data, without the module object."""
+        return ModuleEntry(self.plugin_id, self.module_id, self.entry_point, self.distribution, self.version)
+
+
+@dataclass(frozen=True)
+class LoadedPlugin(PluginEntry):
+    """A plugin entry with the ``BackendPlugin`` its entry point loaded (in this process) and its modules'."""
+
+    plugin: BackendPlugin = field(kw_only=True, repr=False, compare=False)
+    modules: tuple[LoadedModule, ...] = ()
+
+    def entry(self) -> PluginEntry:
+        """The plain data, without the plugin and module objects."""
+        modules = tuple(m.entry() for m in self.modules)
+        return PluginEntry(self.id, self.entry_point, self.distribution, self.version, self.module, modules)
 
 
 @dataclass(frozen=True)
@@ -74,14 +100,24 @@ class LoadFailure:
         return f"plugin '{self.name}' from package '{self.distribution}': {self.reason}"
 
 
+@dataclass(frozen=True)
+class Step:
+    """Code of one entry point about to run in this process: if it never returns, the culprit."""
+
+    entry_point: str  # ``ep_key``; empty when unknown
+    name: str  # the entry point's name
+    distribution: str
+    what: str  # "import of 'module:attr'", "kernel_provide_services", ...
+
+
 @dataclass
 class Registry:
-    plugins: dict[str, PluginEntry] = field(default_factory=dict)
+    plugins: dict[str, LoadedPlugin] = field(default_factory=dict)
     factories: dict[str, ServiceFactory] = field(default_factory=dict)
     failures: list[LoadFailure] = field(default_factory=list)
     #: problems that load anyway, e.g. an entry point named otherwise than its plugin's id
     warnings: list[str] = field(default_factory=list)
-    modules: dict[tuple[str, str], ModuleEntry] = field(default_factory=dict)
+    modules: dict[tuple[str, str], LoadedModule] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
     provider_eps: list[str] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
@@ -112,8 +148,16 @@ def ep_key(ep: EntryPoint) -> str:
     return f"{ep.name} = {ep.value}"
 
 
-def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -> Registry:
-    """Load the entry points of ``kernel.plugins``; ``only`` limits them by ``ep_key``.
+def load_registry(
+    only: Iterable[str] | None = None,
+    *,
+    services: bool = True,
+    skip: Iterable[str] = (),
+    before: Callable[[Step], None] | None = None,
+    log_warnings: bool = True,
+    manager: pluggy.PluginManager | None = None,
+) -> Registry:
+    """Load the entry points of ``kernel.plugins``; ``only`` limits them by ``ep_key``, ``skip`` leaves some out.
 
     A worker passes its own plugin's key and the providers' keys: other
     packages' plugins are not its to import; a gateway passes only the
@@ -121,16 +165,23 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
     raises: each problem becomes a ``LoadFailure`` naming plugin and package.
     What loads all the same but is likely a mistake goes to ``warnings``, logged
     (logger ``kernel``) by the load of every package (``only=None``), so once per
-    command rather than once per worker.
+    command rather than once per worker, unless ``log_warnings`` is false.
+    ``before`` is told of each package's code about to run (its import, its
+    ``kernel_provide_services``): the discovery child announces it, so a load that
+    never returns still names its culprit (``kernel.discovery``). ``manager``: register the
+    providers into this one (after those it has) rather than a new one.
     """
-    reg = Registry(manager=new_manager())
+    reg = Registry(manager=manager if manager is not None else new_manager())
     pm = reg.manager
     assert pm is not None
     wanted = set(only) if only is not None else None
+    skipped = set(skip)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
         dist, version = _dist_of(ep)
-        if wanted is not None and ep_key(ep) not in wanted:
+        if (wanted is not None and ep_key(ep) not in wanted) or ep_key(ep) in skipped:
             continue
+        if before is not None:
+            before(Step(ep_key(ep), ep.name, dist, f"import of '{ep.value}'"))
         try:
             obj = ep.load()
         except PluginDeclarationError as exc:
@@ -158,13 +209,25 @@ def load_registry(only: Iterable[str] | None = None, *, services: bool = True) -
                     "implementing kernel hooks",
                 )
             )
+    if before is not None:
+        before(Step("", "", "", "the module check"))  # kernel code: no package to blame
     _attach_modules(reg)
-    if wanted is None:
+    if wanted is None and log_warnings:
         for warning in reg.warnings:
             log.warning("%s", warning)
     if not services:
         return reg
-    reg.factories = collect_factories(pm)
+    if before is not None:
+        steps = dict(zip(reg.providers, reg.provider_eps, strict=True))
+
+        def announce(provider: str) -> None:
+            dist, _, name = provider.partition(":")
+            before(Step(steps.get(provider, ""), name, dist, "kernel_provide_services"))
+
+        reg.factories = collect_factories(pm, announce)
+        before(Step("", "", "", "the service graph check"))  # kernel code from here: no package to blame
+    else:
+        reg.factories = collect_factories(pm)
     problems = check_dependencies(reg.factories, _service_deps(reg), PRESET_SERVICES)
     for line in problems:
         culprit = next((p for p in reg.plugins.values() if f"plugin '{p.id}'" in line), None)
@@ -191,7 +254,7 @@ def _add_plugin(reg: Registry, ep: EntryPoint, obj: BackendPlugin, dist: str, ve
         )
         reg.plugins.pop(obj.id)
         return
-    reg.plugins[obj.id] = PluginEntry(obj.id, ep_key(ep), dist, version, _module_of(ep.value), obj)
+    reg.plugins[obj.id] = LoadedPlugin(obj.id, ep_key(ep), dist, version, _module_of(ep.value), plugin=obj)
     if ep.name != obj.id:
         reg.warnings.append(
             f"plugin '{obj.id}' from package '{dist}': its entry point is named '{ep.name}' "
@@ -218,7 +281,7 @@ def _add_module(reg: Registry, ep: EntryPoint, obj: BackendModule, dist: str, ve
             )
         )
         return
-    reg.modules[key] = ModuleEntry(obj.plugin_id, obj.module_id, ep_key(ep), dist, version, obj)
+    reg.modules[key] = LoadedModule(obj.plugin_id, obj.module_id, ep_key(ep), dist, version, module=obj)
 
 
 def _attach_modules(reg: Registry) -> None:
@@ -227,7 +290,7 @@ def _attach_modules(reg: Registry) -> None:
     for entry in reg.modules.values():
         for pid in entry.module.extension_points:
             owners.setdefault(pid, entry.plugin_id)
-    by_plugin: dict[str, list[ModuleEntry]] = {}
+    by_plugin: dict[str, list[LoadedModule]] = {}
     for entry in reg.modules.values():
         if entry.plugin_id not in reg.plugins:
             reg.warnings.append(
@@ -265,10 +328,17 @@ def _implements_hooks(pm: pluggy.PluginManager, obj: Any) -> bool:
 HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("kernel_"))
 
 
-def collect_factories(pm: pluggy.PluginManager) -> dict[str, ServiceFactory]:
-    """Service factories by ref id; a provider registered later overrides an earlier one."""
+def collect_factories(
+    pm: pluggy.PluginManager, before: Callable[[str], None] | None = None
+) -> dict[str, ServiceFactory]:
+    """Service factories by ref id; a provider registered later overrides an earlier one.
+
+    ``before(provider_name)`` is called before each provider's ``kernel_provide_services`` runs.
+    """
     factories: dict[str, ServiceFactory] = {}
     for impl in pm.hook.kernel_provide_services.get_hookimpls():
+        if before is not None:
+            before(impl.plugin_name)
         provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
         for factory in provided:
             if not isinstance(factory, ServiceFactory):

@@ -56,7 +56,17 @@ FLAKY = FIXTURES / "flaky.py"
 #: a plugin that leaks memory on request (tests/supervisor/test_limits.py)
 HUNGRY = FIXTURES / "hungry.py"
 
+#: answers the HTTP edge's tests look at: compressible or not, streams, own headers, a logged line
+EDGE_ANSWERS = FIXTURES / "edge.py"
+
 # Stays a string: as a file it could not pass mypy (the import it fails on is the point).
 IMPORT_ERROR = """
 import this_module_does_not_exist
 """
+
+#: plugins whose import exits, hangs, or kills the interpreter (tests/cli/test_discovery.py)
+EXITS_AT_IMPORT = FIXTURES / "exits_at_import.py"
+HANGS_AT_IMPORT = FIXTURES / "hangs_at_import.py"
+CRASHES_AT_IMPORT = FIXTURES / "crashes_at_import.py"
+#: a plugin recording which processes import it
+MARKS_IMPORT = FIXTURES / "marks_import.py"

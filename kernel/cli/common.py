@@ -1,13 +1,13 @@
-"""What every ``kernel`` subcommand shares: which config files, the installed packages (loaded once)."""
+"""What every ``kernel`` subcommand shares: which config files, the installed packages (discovered once)."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+import subprocess
 from collections.abc import Sequence
 
-from kernel.registry import Registry, load_registry
+from kernel.discovery.parent import Installed, find_installed
 
 DEFAULT_CONFIG = os.path.join("conf", "app-config.yaml")
 
@@ -29,7 +29,15 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", metavar="FILE", help="app-config file; repeat to merge")
 
 
-@functools.cache
-def registry() -> Registry:
-    """Every installed plugin and hook provider, loaded once per command."""
-    return load_registry()
+_found: list[Installed] = []
+
+
+def installed(first: subprocess.Popen[bytes] | None = None) -> Installed:
+    """Every installed plugin (as data, found by the discovery child) and the hook providers, once per command.
+
+    ``first``: the discovery child ``main`` started first thing. Raises ``BootError`` when the
+    discovery itself fails with no package to blame.
+    """
+    if not _found:
+        _found.append(find_installed(first))
+    return _found[0]

@@ -5,7 +5,9 @@
 plus the config keys installed packages declare through ``kernel_config_schemas``
 (``discovery.endpoints`` of the built-in services, for one) and, for every
 installed plugin with a ``config_schema``, the top-level key named after the plugin.
-``print`` shows the merged config (YAML, or ``--json``) with every secret as ``<secret>``.
+The plugins' schemas are applied in the discovery child (``kernel.discovery``): their code
+never runs in this process. ``print`` shows the merged config (YAML, or ``--json``) with
+every secret as ``<secret>`` (the secret paths of the plugins' schemas come from that report).
 Both need a config file (``--config``, else ``conf/app-config.yaml``); a config that is
 missing, does not load or does not validate exits 2, as ``kernel serve`` does.
 """
@@ -15,16 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
 import yaml
 
-from kernel.cli.common import add_config_option, config_paths, no_config_file, registry
+from kernel.cli.common import add_config_option, config_paths, installed, no_config_file
 from kernel.cli.serve import check_credentials
-from kernel.config import Config, ConfigError, load_config, plugin_secret_paths, redact_secrets, validate_plugin_config
-from kernel.registry import Registry
+from kernel.config import Config, ConfigError, load_config, redact_secrets
+from kernel.discovery.parent import Installed, discover
+from kernel.errors import BootError
+from kernel.registry import LoadFailure
 from kernel.settings import read_section, read_settings
 
 #: the exit code of a config that does not load or does not validate (as ``kernel serve``)
@@ -59,15 +63,12 @@ def _load(args: argparse.Namespace) -> tuple[list[str], Config | None]:
         return paths, None
 
 
-def _registry() -> Registry:
-    reg = registry()
-    for failure in reg.failures:
+def _warn_unchecked(failures: Iterable[LoadFailure]) -> None:
+    for failure in failures:
         print(f"warning: {failure} (its config was not checked)", file=sys.stderr)
-    return reg
 
 
-def _declared_schemas(reg: Registry) -> dict[str, Any]:
-    assert reg.manager is not None
+def _declared_schemas(reg: Installed) -> dict[str, Any]:
     results: list[Mapping[str, Any]] = reg.manager.hook.kernel_config_schemas()
     return {key: schema for found in reversed(results) for key, schema in found.items()}
 
@@ -76,7 +77,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     paths, config = _load(args)
     if config is None:
         return CONFIG_ERROR
-    reg = _registry()
+    reg = installed()
+    try:
+        report = discover(config, lost=reg.lost)  # the plugins' schemas meet the config in the discovery child
+    except BootError as exc:
+        print(f"kernel: {exc}", file=sys.stderr)
+        return 1
+    _warn_unchecked(report.failures)
     errors: list[str] = []
     checks: list[Callable[[], object]] = [lambda: read_settings(config), lambda: check_credentials(reg, config)]
     for key, schema in _declared_schemas(reg).items():
@@ -87,13 +94,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             check()
         except ConfigError as exc:
             errors.append(str(exc))
-    checked = 0
-    for entry in sorted(reg.plugins.values(), key=lambda e: e.id):
-        schema = entry.plugin.config_schema
-        if schema is not None:
-            checked += 1
-            found = validate_plugin_config(config, entry.id, schema)
-            errors.extend(f"{e} (package '{entry.distribution}')" for e in found)
+    errors.extend(report.config_problems)
+    checked = len(report.schemas)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     if errors:
@@ -108,8 +110,9 @@ def cmd_print(args: argparse.Namespace) -> int:
     _, config = _load(args)
     if config is None:
         return CONFIG_ERROR
-    schemas = {e.id: e.plugin.config_schema for e in _registry().plugins.values()}
-    data = redact_secrets(config, plugin_secret_paths(schemas))
+    reg = installed()
+    _warn_unchecked(reg.failures)
+    data = redact_secrets(config, reg.secret_paths)
     if args.json:
         print(json.dumps(data, indent=2))
     else:

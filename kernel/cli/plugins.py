@@ -1,4 +1,5 @@
-"""``kernel plugins``: the installed plugins, or (``--url``) a running kernel's plugins and worker states."""
+"""``kernel plugins``: the installed plugins (from the discovery report), or (``--url``) a running
+kernel's plugins and worker states."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import os
 import sys
 from typing import Any
 
-from kernel.cli.common import registry
-from kernel.registry import Registry
+from kernel.cli.common import installed
+from kernel.discovery.parent import Installed
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_plugins(args: argparse.Namespace) -> int:
     if args.url:
         return _running_plugins(args)
-    reg: Registry = registry()
+    reg: Installed = installed()
     rows: list[dict[str, Any]] = [
         {
             "id": p.id,

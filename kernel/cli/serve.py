@@ -2,7 +2,9 @@
 
 This is where the config is loaded and validated, once per kernel: the kernel's
 settings, and every credential verifier built from it (so a bad static token
-stops start-up with the key named). The supervisor owns it from here.
+stops start-up with the key named). The supervisor owns it from here. The plugins
+are known from the discovery report (``kernel.discovery``): data only, their code
+never runs in this process; each worker imports its own plugin.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import logging
 import os
 import sys
 
-from kernel.cli.common import config_paths, no_config_file, registry
+from kernel.cli.common import config_paths, installed, no_config_file
 from kernel.config import Config, ConfigError, ReloadingConfig
-from kernel.registry import Registry, split_failures
+from kernel.discovery.parent import Installed
+from kernel.registry import split_failures
 from kernel.settings import Settings, read_settings
 
 
-def load_checked(paths: list[str], reg: Registry) -> tuple[ReloadingConfig, Settings]:
+def load_checked(paths: list[str], reg: Installed) -> tuple[ReloadingConfig, Settings]:
     """Load the config and check everything the kernel itself reads, so mistakes stop startup readably."""
     config = ReloadingConfig(paths, validate=_check_settings)
     settings = read_settings(config.current)
@@ -31,9 +34,8 @@ def _check_settings(config: Config) -> None:
     read_settings(config)  # a reload that breaks the kernel's settings is refused
 
 
-def check_credentials(reg: Registry, config: Config) -> None:
+def check_credentials(reg: Installed, config: Config) -> None:
     """Build every credential verifier once: a bad ``backend.auth`` entry raises ``ConfigError``."""
-    assert reg.manager is not None
     reg.manager.hook.kernel_credential_verifiers(config=config)
 
 
@@ -44,13 +46,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.dev:
         os.environ["KERNEL_ENV"] = "development"
     configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
-    reg = registry()
+    reg = installed()
     paths = config_paths(args.config)
     if not paths:
         logging.getLogger("kernel").warning("%s; running on the defaults", no_config_file())
     try:
         config, settings = load_checked(paths, reg)
-        configure_from_config(config, {p.id: p.plugin.config_schema for p in reg.plugins.values()})
+        configure_from_config(config, secret_paths=reg.secret_paths)
     except ConfigError as exc:
         print(f"kernel: config error: {exc}", file=sys.stderr)
         return 2

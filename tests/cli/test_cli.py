@@ -96,7 +96,13 @@ def test_plugins_lists_id_distribution_version_module(site: Path) -> None:
     proc = _run(["plugins", "--json"], [site])
     assert proc.returncode == 0, proc.stderr
     rows = {p["id"]: p for p in json.loads(proc.stdout)["plugins"]}
-    assert rows["echo"] == {"id": "echo", "distribution": "kernel-test-echo", "version": "0.1.0", "module": "test_echo"}
+    assert rows["echo"] == {
+        "id": "echo",
+        "distribution": "kernel-test-echo",
+        "version": "0.1.0",
+        "module": "test_echo",
+        "modules": [],
+    }
     text = _run(["plugins"], [site]).stdout
     assert re.search(r"^other +kernel-test-other 0\.1\.0  \(test_other\)$", text, re.M), text  # column width varies
 

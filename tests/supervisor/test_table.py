@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.plugin import create_plugin
 from kernel.registry import PluginEntry
 from kernel.supervisor.children import Child
 from kernel.supervisor.restarts import RestartPolicy
@@ -24,7 +23,7 @@ class _Process:
 
 
 def _record(replicas: int) -> PluginRecord:
-    entry = PluginEntry("x", "x = m:plugin", "pkg-x", "1.2", "m", create_plugin("x"))
+    entry = PluginEntry("x", "x = m:plugin", "pkg-x", "1.2", "m")  # data only: the supervisor holds no plugin
     return PluginRecord(entry, replicas, "abort", RestartPolicy(5, 60, 0.1, 1))
 
 
