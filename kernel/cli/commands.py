@@ -17,7 +17,9 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     from kernel.cli.common import add_config_option
 
     add_config_option(parser)
-    parser.add_argument("--dev", action="store_true", help="development mode: readable logs, stack traces")
+    parser.add_argument(
+        "--dev", action="store_true", help="development mode: readable logs, stack traces, plugins reloaded on save"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -50,10 +52,23 @@ def _config(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _new_arguments(parser: argparse.ArgumentParser) -> None:
+    from kernel.cli.new import arguments
+
+    arguments(parser)
+
+
+def _new(args: argparse.Namespace) -> int:
+    from kernel.cli.new import run
+
+    return run(args)
+
+
 @hookimpl
 def kernel_cli_commands() -> Sequence[CliCommand]:
     return [
         CliCommand("serve", "run the gateway and every installed plugin", _serve, _serve_arguments),
         CliCommand("plugins", "list the installed plugins", _plugins, _plugins_arguments),
         CliCommand("config", "check or print the merged app-config", _config, _config_arguments),
+        CliCommand("new", "create a plugin or module package from a template", _new, _new_arguments),
     ]
