@@ -189,7 +189,11 @@ def _parse_wrk_text(out: str) -> LoadResult:
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as soon as the answer is complete."""
+    """One keep-alive connection sending the same request again as soon as the answer is complete.
+
+    An answer with ``Connection: close`` (hypercorn says it after 1000 requests on a connection)
+    ends the connection cleanly; its slot opens a new one, as wrk does.
+    """
 
     def __init__(self, gen: _Run) -> None:
         self.gen = gen
@@ -201,6 +205,7 @@ class _Conn(asyncio.Protocol):
         self.head_done = False
         self.status = 0
         self.body_bytes = 0
+        self.server_closes = False  # the last answer said Connection: close
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -224,6 +229,10 @@ class _Conn(asyncio.Protocol):
         while self._parse():
             lat = time.perf_counter() - self.sent
             self.gen.record(lat, self.status)
+            if self.server_closes:
+                assert self.transport is not None
+                self.transport.close()
+                return
             self.fire()
             if self.transport is None or self.transport.is_closing():
                 return
@@ -240,6 +249,7 @@ class _Conn(asyncio.Protocol):
             self.status = int(head[9:12])
             self.head_done = True
             self.chunked = b"transfer-encoding: chunked" in head
+            self.server_closes = b"connection: close" in head
             self.need = None
             if not self.chunked:
                 m = re.search(rb"content-length:\s*(\d+)", head)
@@ -265,7 +275,7 @@ class _Conn(asyncio.Protocol):
             del buf[: line + 2 + size + 2]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.gen.stopping:
+        if not self.gen.stopping and not self.server_closes:
             self.gen.errors += 1
         if not self.closed.done():
             self.closed.set_result(None)
@@ -324,12 +334,19 @@ class PyLoad(LoadGenerator):
         loop = asyncio.get_running_loop()
         conns: list[_Conn] = []
         start = time.perf_counter()
-        for _ in range(connections):
-            try:
-                _, proto = await loop.create_connection(lambda: _Conn(run), host, port)
+
+        async def slot() -> None:
+            """One connection at a time for the whole run: a new one when the server ends the last."""
+            while not run.stopping:
+                try:
+                    _, proto = await loop.create_connection(lambda: _Conn(run), host, port)
+                except OSError:
+                    run.errors += 1
+                    return
                 conns.append(proto)
-            except OSError:
-                run.errors += 1
+                await proto.closed
+
+        slots = [loop.create_task(slot()) for _ in range(connections)]
         await asyncio.sleep(max(0.0, duration - (time.perf_counter() - start)))
         run.stopping = True
         seconds = time.perf_counter() - start
@@ -337,6 +354,8 @@ class PyLoad(LoadGenerator):
             if c.transport is not None:
                 c.transport.close()
         await asyncio.wait([c.closed for c in conns], timeout=5)
+        for t in slots:
+            t.cancel()
         lat = sorted(run.latencies)
         return LoadResult(
             requests=len(lat),
