@@ -59,17 +59,18 @@ async def deny_websocket(
         await send({"type": "websocket.close", "code": 1008 if status < 500 else 1011})
 
 
-async def deny_websocket_error(scope: Scope, send: Send, exc: BaseException, *, dev: bool) -> None:
-    """Refuse the handshake with ``exc`` in the kernel's error shape."""
+def error_answer(scope: Scope, exc: BaseException, *, dev: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and JSON body of the error shape for ``exc`` (a plain exception says no more in production)."""
     name, status = errors.describe(exc)
     message = str(exc) if isinstance(exc, errors.KernelError) or dev else "Internal error"
-    body = errors.error_body(
-        name, message, "GET", request_url(scope), status=status, stack=errors.format_stack(exc) if dev else None
-    )
-    headers = [(b"content-type", b"application/json"), *errors.retry_after_header(exc)]
+    stack = errors.format_stack(exc) if dev else None
+    body = errors.error_body(name, message, scope.get("method", "GET"), request_url(scope), status=status, stack=stack)
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += errors.retry_after_header(exc)
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    await deny_websocket(scope, send, status, headers, json.dumps(body).encode())
+    return status, headers, payload
 
 
 class ErrorMiddleware:
@@ -97,23 +98,11 @@ class ErrorMiddleware:
         except Exception as exc:
             if started:
                 raise
-            name, status = errors.describe(exc)
-            if status >= 500 and not isinstance(exc, errors.KernelError):
+            if not isinstance(exc, errors.KernelError) and errors.describe(exc)[1] >= 500:
                 log.exception("gateway error on %s %s", scope.get("method"), request_url(scope))
-            message = str(exc) if isinstance(exc, errors.KernelError) or self.dev else "Internal error"
-            extra: list[tuple[bytes, bytes]] = []
-            if status == 401:
-                extra.append((b"www-authenticate", b"Bearer"))
-            extra += errors.retry_after_header(exc)
-            await send_error(
-                send,
-                scope,
-                name,
-                message,
-                status=status,
-                stack=errors.format_stack(exc) if self.dev else None,
-                headers=extra,
-            )
+            status, headers, payload = error_answer(scope, exc, dev=self.dev)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An error before the handshake is answered refuses it, in the same JSON shape where the server can."""
@@ -131,4 +120,4 @@ class ErrorMiddleware:
                 raise
             if not isinstance(exc, errors.KernelError):
                 log.exception("gateway error on WebSocket %s", request_url(scope))
-            await deny_websocket_error(scope, send, exc, dev=self.dev)
+            await deny_websocket(scope, send, *error_answer(scope, exc, dev=self.dev))
