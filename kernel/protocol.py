@@ -100,6 +100,8 @@ class RequestHead(_Msg, tag=1, frozen=True):
     root_path: str = ""
     http_version: str = "1.1"
     websocket: bool = False
+    #: the path as the client sent it (percent-encoded; ``path`` is decoded), when the server gave it
+    raw_path: bytes = b""
 
 
 class RequestBody(_Msg, tag=2, frozen=True):

@@ -141,6 +141,7 @@ class ApiDispatcher:
                     more,
                     self.prefix + plugin_id,
                     scope["http_version"],
+                    raw_path=scope.get("raw_path") or b"",
                 )
             )
 
@@ -183,7 +184,7 @@ class ApiDispatcher:
                 RequestHead(
                     sid, "GET", path, scope["query_string"], headers, tuple(client) if client else None, scheme,
                     principal, root_path=self.prefix + plugin_id, http_version=scope.get("http_version", "1.1"),
-                    websocket=True,
+                    websocket=True, raw_path=scope.get("raw_path") or b"",
                 )
             )  # fmt: skip
 

@@ -94,7 +94,7 @@ class Stream:
             "method": h.method,
             "scheme": h.scheme,
             "path": h.path,
-            "raw_path": h.path.encode(),
+            "raw_path": h.raw_path or h.path.encode(),
             "query_string": h.query,
             "root_path": root_path,
             "headers": h.headers,

@@ -115,7 +115,7 @@ class WebSocketStream:
             "http_version": h.http_version,
             "scheme": "wss" if h.scheme in ("https", "wss") else "ws",
             "path": h.path,
-            "raw_path": h.path.encode(),
+            "raw_path": h.raw_path or h.path.encode(),
             "query_string": h.query,
             "root_path": root_path,
             "headers": h.headers,

@@ -28,6 +28,10 @@ def test_round_trip_is_exact(client: httpx.Client) -> None:
     got = resp.json()
     assert got["method"] == "PUT"
     assert got["path"] == "/api/echo/echo/a b/c"
+    assert got["raw_path"] == "/api/echo/echo/a%20b/c"  # as the client sent it
+
+    slash = client.get("/api/echo/echo/a%2Fb").json()  # an encoded / stays one segment for the plugin
+    assert (slash["path"], slash["raw_path"]) == ("/api/echo/echo/a/b", "/api/echo/echo/a%2Fb")
     assert got["query"] == "x=1&x=2&y=%C3%A9"
     assert ["x-custom", "value with spaces"] in got["headers"]
     assert ["x-bin", 'a\t!~\\"z'] in got["headers"]

@@ -49,8 +49,7 @@ WHOLE_BODY: Final = 64 * 1024
 def upstream_path(endpoint: Endpoint, scope: Scope, route_path: str) -> str:
     """The path to append to the target's: ``pathRewrite`` on the full path, or the default cut."""
     if endpoint.rewrite is not None:
-        full: str = scope["path"]
-        return endpoint.rewrite.apply(full)
+        return endpoint.rewrite.apply(_raw_path(scope))
     rest = route_path[len(endpoint.prefix) :] if endpoint.prefix != "/" else route_path
     return default_rewrite(rest)
 
@@ -78,7 +77,15 @@ class ProxyApp:
             )
         pool.acquire()  # an open socket counts as a request in flight (maxConcurrentRequests)
         try:
-            await proxy_websocket(endpoint, pool, upstream_path(endpoint, scope, path), scope, receive, send, self._log)
+            await proxy_websocket(
+                endpoint,
+                pool,
+                upstream_path(endpoint, scope, _route_path(scope, raw=True)),
+                scope,
+                receive,
+                send,
+                self._log,
+            )
         finally:
             pool.release()
 
@@ -114,7 +121,13 @@ class ProxyApp:
         )
         pool.acquire()
         try:
-            resp = await pool.open(method, upstream_path(endpoint, scope, path), scope["query_string"], headers, body)
+            resp = await pool.open(
+                method,
+                upstream_path(endpoint, scope, _route_path(scope, raw=True)),
+                scope["query_string"],
+                headers,
+                body,
+            )
             try:
                 await self._relay(endpoint, pool, resp, send)
             finally:
@@ -153,10 +166,19 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _route_path(scope: Scope) -> str:
-    """The request path below the plugin's mount (``/frobs/list`` of ``/api/proxy/frobs/list``)."""
-    path: str = scope["path"]
+def _route_path(scope: Scope, *, raw: bool = False) -> str:
+    """The request path below the plugin's mount (``/frobs/list`` of ``/api/proxy/frobs/list``).
+
+    Decoded (to match routes), or ``raw``: percent-encoded as the client sent it (to go upstream, so
+    an encoded ``/`` in a segment stays one).
+    """
+    path = _raw_path(scope) if raw else scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
     return path or "/"
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else scope["path"]

@@ -291,7 +291,7 @@ class Pool:
         origin, base = self._split[target]
         if websocket:  # http://h -> ws://h, https://h -> wss://h
             origin = "ws" + origin[len("http") :]
-        url = origin + quote(join_path(base, path), safe=_PATH_SAFE)
+        url = origin + quote(join_path(base, path), safe=_PATH_SAFE + "%")  # the client's escapes stay as sent
         if query:
             url += "?" + query.decode("latin-1")
         return URL(url, encoded=True)
