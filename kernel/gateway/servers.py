@@ -13,6 +13,7 @@ import socket
 import ssl
 from typing import Any
 
+from kernel.gateway.stream import AnswerBrokenOff
 from kernel.transport.sockets import MAX_FRAME  # a WebSocket message travels to the worker as one frame
 
 #: what each server offers by ALPN over TLS
@@ -37,6 +38,7 @@ async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLCo
     config.bind = [f"fd://{fd}"]  # the secure bind when ssl_enabled
     config.accesslog = None
     config.errorlog = logging.getLogger("kernel.gateway.http")
+    config.errorlog.addFilter(BrokenOffFilter())
     config.graceful_timeout = 1.0
     config.websocket_max_message_size = MAX_FRAME
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
@@ -44,6 +46,8 @@ async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLCo
 
 async def serve_uvicorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLContext | None = None) -> None:
     import uvicorn
+
+    logging.getLogger("uvicorn.error").addFilter(BrokenOffFilter())
 
     config = uvicorn.Config(
         app, http="httptools", lifespan="off", access_log=False, log_level="warning", ws_max_size=MAX_FRAME
@@ -61,3 +65,15 @@ async def serve_uvicorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLCont
 
 
 SERVERS = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}
+
+
+class BrokenOffFilter(logging.Filter):
+    """The server's record of an answer the kernel broke off on purpose: one warning line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, AnswerBrokenOff):
+            record.msg, record.args = str(exc), None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

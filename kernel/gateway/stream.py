@@ -27,6 +27,14 @@ class ClientGone(Exception):
     """The client disconnected while its request was in flight."""
 
 
+class AnswerBrokenOff(Exception):
+    """An answer already started cannot be finished (its worker died or fell silent): the connection is cut.
+
+    Raised to the server, which cuts the connection (the only way to tell the client); its log line
+    is one warning, not a traceback (``kernel.gateway.servers.BrokenOffFilter``).
+    """
+
+
 class WorkerLink:
     """One worker as this gateway sees it."""
 
@@ -140,7 +148,12 @@ class GatewayStream(WorkerBound):
             while more:
                 if self.failure is not None:  # client gone, worker gone, idle timeout
                     raise self.failure
-                data, more = self._chunks.popleft() if self._chunks else await self._next_chunk(timeout)
+                try:
+                    data, more = self._chunks.popleft() if self._chunks else await self._next_chunk(timeout)
+                except (WorkerGone, GatewayTimeoutError) as exc:
+                    raise AnswerBrokenOff(
+                        f"the answer of plugin '{self.worker.plugin_id}' was broken off: {exc}"
+                    ) from None
                 await send({"type": "http.response.body", "body": data, "more_body": more})
                 credit = self._acker.consumed(more)
                 if credit:

@@ -185,6 +185,26 @@ def test_a_client_leaving_mid_stream_stops_the_handler(client: httpx.Client, ker
     assert "Traceback" not in kernel.output()[log_before:]  # a client leaving is not an error
 
 
+def test_a_worker_dying_mid_answer_cuts_the_connection_with_one_log_line(
+    client: httpx.Client, kernel: KernelProcess
+) -> None:
+    log_before = len(kernel.output())
+    pid = client.get("/api/echo/pid").json()["pid"]
+    with socket.create_connection(("127.0.0.1", kernel.port), timeout=20) as raw:
+        raw.sendall(b"GET /api/echo/stream?mb=1024 HTTP/1.1\r\nHost: test\r\n\r\n")
+        got = 0
+        while got < 2**20:
+            got += len(raw.recv(65536))
+        os.kill(pid, 9)
+        while data := raw.recv(65536):  # the client sees the connection cut: never a complete answer
+            got += len(data)
+            assert not data.endswith(b"0\r\n\r\n"), "a broken-off answer looked complete"
+    assert got < 1024 * 2**20
+    wait_for(lambda: "was broken off" in kernel.output()[log_before:], 10, kernel.output)
+    assert "Traceback" not in kernel.output()[log_before:]  # an expected event: one warning line
+    wait_for(lambda: client.get("/api/echo/pid").json()["pid"] != pid, 20, "echo never came back")
+
+
 @pytest.mark.parametrize("path", ["/api/echo/echo/../private/whoami", "/api/echo/echo/./x", "/api/echo/%2E%2E/pid"])
 def test_dot_segments_are_refused_before_policies_apply(kernel: KernelProcess, path: str) -> None:
     # a raw request: HTTP clients would normalise the path themselves
