@@ -23,6 +23,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PluginDeclarationError",
     "ProtocolError",
+    "RequestHeaderFieldsTooLargeError",
     "ServiceUnavailableError",
     "TooManyRequestsError",
     "describe",
@@ -46,6 +47,7 @@ STATUS_BY_NAME: dict[str, int] = {
     "GatewayTimeoutError": 504,
     "PayloadTooLargeError": 413,
     "TooManyRequestsError": 429,
+    "RequestHeaderFieldsTooLargeError": 431,
 }
 
 _NAME_BY_STATUS = {status: name for name, status in STATUS_BY_NAME.items()} | {405: "MethodNotAllowedError"}
@@ -168,6 +170,12 @@ class PayloadTooLargeError(KernelError):
     """The request body is over the limit (413)."""
 
     name = "PayloadTooLargeError"
+
+
+class RequestHeaderFieldsTooLargeError(KernelError):
+    """A request with more header fields than the gateway takes (431)."""
+
+    name = "RequestHeaderFieldsTooLargeError"
 
 
 class TooManyRequestsError(KernelError):

@@ -141,6 +141,8 @@ class GatewaySettings(_S, frozen=True):
     #: seconds a request waits for a plugin with no ready worker while one is starting (a restart, a
     #: recycle) before 503; never longer than ``request_timeout``
     worker_wait_timeout: float = 5.0
+    #: header fields a request may carry; more get 431 before anything else reads them
+    max_headers: int = 100
 
 
 OnFailure = Literal["abort", "continue"]

@@ -93,6 +93,7 @@ async def serve(spec: GatewaySpec) -> int:
         worker_wait=g.worker_wait_timeout,
         limits=spec.settings.limits,
         lowest_in_flight=spec.settings.lowest_in_flight_limit(),
+        max_headers=g.max_headers,
     )
     results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
     edge = spec.settings.edge

@@ -25,6 +25,7 @@ from kernel.errors import (
     NotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestHeaderFieldsTooLargeError,
     ServiceUnavailableError,
 )
 from kernel.gateway.auth import Authenticator
@@ -55,7 +56,9 @@ class ApiDispatcher:
         worker_wait: float = 5.0,
         limits: Callable[[str], WorkerLimits] = lambda plugin_id: WorkerLimits(),
         lowest_in_flight: int = WorkerLimits().max_in_flight,
+        max_headers: int = 100,
     ) -> None:
+        self.max_headers = max_headers
         self.pool = pool
         self.worker_wait = worker_wait
         self.limits = limits
@@ -102,6 +105,10 @@ class ApiDispatcher:
         return principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(scope["headers"]) > self.max_headers:
+            raise RequestHeaderFieldsTooLargeError(
+                f"{len(scope['headers'])} header fields are over the limit of {self.max_headers}"
+            )
         if scope["type"] == "websocket":
             await self.websocket(scope, receive, send)
             return
@@ -268,10 +275,18 @@ def _has_dot_segment(path: str) -> bool:
 
 
 def _content_length(headers: Any) -> int | None:
+    """The declared body size; ``Content-Length`` beside ``Transfer-Encoding`` is ambiguous framing (a
+    request-smuggling vector behind some proxies): refused."""
+    length = None
+    chunked = False
     for name, value in headers:
         if name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
                 raise InputError("Invalid Content-Length header") from None
-    return None
+        elif name == b"transfer-encoding":
+            chunked = True
+    if length is not None and chunked:
+        raise InputError("A request may not carry both Content-Length and Transfer-Encoding")
+    return length

@@ -146,9 +146,9 @@ class GatewayStream(WorkerBound):
         try:
             more = True
             while more:
-                if self.failure is not None:  # client gone, worker gone, idle timeout
-                    raise self.failure
                 try:
+                    if self.failure is not None:  # client gone, worker gone, idle timeout
+                        raise self.failure
                     data, more = self._chunks.popleft() if self._chunks else await self._next_chunk(timeout)
                 except (WorkerGone, GatewayTimeoutError) as exc:
                     raise AnswerBrokenOff(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import socket
+from typing import Any
 
 import httpx
 import psutil
@@ -224,3 +225,33 @@ def test_mounted_asgi_apps_and_the_fallback(client: httpx.Client) -> None:
     assert raw.text == "raw /api/other/raw /api/other/raw/a/b"
     fallback = client.get("/api/other/elsewhere")
     assert (fallback.status_code, fallback.text) == (418, "fallback")
+
+
+def _raw_answer(kernel: KernelProcess, request: bytes) -> tuple[int, dict[str, Any]]:
+    with socket.create_connection(("127.0.0.1", kernel.port), timeout=10) as raw:
+        raw.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_ambiguous_framing_is_refused(kernel: KernelProcess) -> None:
+    """Content-Length beside Transfer-Encoding (a request-smuggling vector behind some proxies): 400."""
+    status, body = _raw_answer(
+        kernel,
+        b"POST /api/echo/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    assert status == 400 and body["error"]["name"] == "InputError"
+    assert "both Content-Length and Transfer-Encoding" in body["error"]["message"]
+
+
+def test_too_many_header_fields_get_431_in_the_error_shape(kernel: KernelProcess) -> None:
+    fields = b"".join(b"X-Field-%d: v\r\n" % i for i in range(150))
+    status, body = _raw_answer(kernel, b"GET /api/echo/pid HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    assert status == 431 and body["error"]["name"] == "RequestHeaderFieldsTooLargeError"
+    assert "over the limit of 100" in body["error"]["message"]
