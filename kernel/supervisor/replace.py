@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kernel.protocol import Shutdown
@@ -34,8 +33,6 @@ class Replacer:
         self.sup = supervisor
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: dict[str, tuple[str, Child | None]] = {}
-        #: called with (plugin id, seconds) after each replacement (None: it failed); for tests and benchmarks
-        self.on_done: Callable[[str, float | None], None] = lambda plugin_id, seconds: None
 
     def request(self, plugin_id: str, why: str, only: Child | None = None) -> None:
         """Replace every worker of ``plugin_id``, or ``only`` that one."""
@@ -58,12 +55,15 @@ class Replacer:
         sup = self.sup
         plugin = sup.plugins[plugin_id]
         started = time.monotonic()
-        mine = [c for c in sup.children.values() if c.kind == "worker" and c.plugin_id == plugin_id and not c.retiring]
-        if only is not None:
-            if only.ident not in sup.children or only.retiring:
-                return  # gone or replaced meanwhile
-            mine = [only]
-        old = mine
+        if only is not None and (only.ident not in sup.children or only.retiring):
+            return  # gone or replaced meanwhile
+        old = (
+            [only]
+            if only is not None
+            else [
+                c for c in sup.children.values() if c.kind == "worker" and c.plugin_id == plugin_id and not c.retiring
+            ]
+        )
         log.info("plugin '%s': %s; starting %s", plugin_id, why, "a new worker" if only else "new workers")
         if plugin.state == "failed":  # it gave up restarting: new code gets a fresh start
             plugin.state, plugin.reason = "starting", ""
@@ -84,7 +84,6 @@ class Replacer:
                     plugin_id,
                     "the running ones keep serving" if old else "fix the code and save again",
                 )
-                self.on_done(plugin_id, None)
                 return
             await asyncio.sleep(POLL)
         for c in new:
@@ -102,7 +101,6 @@ class Replacer:
             "plugin '%s' %s in %.2fs; the old %s", plugin_id, f"worker {only.ident} replaced" if only else "replaced",
             seconds, "one drains" if only else "workers drain",
         )  # fmt: skip
-        self.on_done(plugin_id, seconds)
         await self._reap_stragglers(old, grace + sup.settings.workers.kill_timeout)
 
     async def _gateways_applied(self, generation: int) -> None:
