@@ -104,6 +104,18 @@ class ApiDispatcher:
             await admission(scope, plugin_id, principal)
         return principal
 
+    async def _admit(self, scope: Scope, path: str) -> tuple[str, PluginRoute, WorkerLink, Principal]:
+        """A request's or a handshake's way in: its plugin, a worker with room, then its credentials."""
+        plugin_id, rest, route = self._route(path)
+        scope[PLUGIN_KEY] = plugin_id
+        worker = route.pick()
+        if worker is None:  # before auth: a plugin never started has no known policies
+            route, worker = await self._wait_for_worker(plugin_id)
+        if worker.inflight >= self._max_in_flight:  # the common case skips the per-plugin lookup
+            route, worker = await self._worker_with_room(plugin_id, route, worker)
+        principal = await self._principal(scope, plugin_id, route, rest, scope["headers"])
+        return plugin_id, route, worker, principal
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if len(scope["headers"]) > self.max_headers:
             raise RequestHeaderFieldsTooLargeError(
@@ -113,16 +125,9 @@ class ApiDispatcher:
             await self.websocket(scope, receive, send)
             return
         path: str = scope["path"]
-        plugin_id, rest, route = self._route(path)
-        scope[PLUGIN_KEY] = plugin_id
+        plugin_id, route, worker, principal = await self._admit(scope, path)
         pool = self.pool
-        worker = route.pick()
-        if worker is None:  # before auth: a plugin never started has no known policies
-            route, worker = await self._wait_for_worker(plugin_id)
-        if worker.inflight >= self._max_in_flight:  # the common case skips the per-plugin lookup
-            route, worker = await self._worker_with_room(plugin_id, route, worker)
         headers = scope["headers"]
-        principal = await self._principal(scope, plugin_id, route, rest, headers)
         declared = _content_length(headers)
         if declared is not None and declared > self.max_body:
             raise PayloadTooLargeError(f"Request body of {declared} bytes is over the limit of {self.max_body}")
@@ -175,14 +180,8 @@ class ApiDispatcher:
         if (await receive())["type"] != "websocket.connect":
             return  # the client left before the handshake
         path: str = scope["path"]
-        plugin_id, rest, route = self._route(path)
-        scope[PLUGIN_KEY] = plugin_id
-        worker = route.pick()
-        if worker is None:
-            route, worker = await self._wait_for_worker(plugin_id)
-        route, worker = await self._worker_with_room(plugin_id, route, worker)
+        plugin_id, route, worker, principal = await self._admit(scope, path)
         headers = scope["headers"]
-        principal = await self._principal(scope, plugin_id, route, rest, headers)
         client = scope.get("client")
         scheme = "https" if scope.get("scheme") == "wss" else "http"
 
