@@ -46,7 +46,8 @@ def build_table(
     states = []
     for p in plugins:
         mine = [c for c in workers if c.plugin_id == p.id]
-        ready = [c.ident for c in mine if c.ready and not c.unready and not c.retiring]
+        # a replacement takes traffic only when the Replacer swaps it in, in the same table as the old one leaves
+        ready = [c.ident for c in mine if c.ready and not c.unready and not c.retiring and not c.replacing]
         draining = [c.ident for c in mine if c.retiring]
         reason = p.reason
         if p.state not in ("failed", "stopping"):
