@@ -7,6 +7,8 @@ subcommand) is loaded by every ``kernel`` command, and ``--help`` works without 
 SCENARIOS = (
     "baseline",
     "hello",
+    "observability",
+    "metrics-scrape",
     "auth",
     "p2p",
     "echo",
@@ -16,6 +18,9 @@ SCENARIOS = (
     "proxy-1gb",
     "startup",
     "recovery",
+    "soak",
 )
+#: scenarios that run only when named: not part of a plain ``python -m benchmarks``
+ON_REQUEST = ("soak",)
 #: scenarios whose ratios need the ``baseline`` rows: those run too
 LOAD_SCENARIOS = ("hello", "auth", "p2p", "echo", "download", "proxy")

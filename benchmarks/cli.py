@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import SCENARIOS, loadgen, report
+from benchmarks import ON_REQUEST, SCENARIOS, loadgen, report
 
 DESCRIPTION = """\
 Benchmarks of kernel: the plain in-process Starlette baseline and the same
@@ -32,6 +32,9 @@ scenarios: {", ".join(SCENARIOS)}
   baseline  in-process Starlette app, same handlers, same server and settings (also run
             automatically for the ratios of hello/auth/echo/download/proxy)
   hello     GET small JSON through the gateway; --hello-variants gateways x replicas
+  observability  hello on two kernels side by side, access log, request ids and metrics on (the
+            defaults, hello-observed) and off (hello-quiet), runs alternating: the cost (target >= 0.95)
+  metrics-scrape  one scrape of the metrics of 20 plugins x 2 workers after traffic (target < 50 ms)
   auth      the same handler on a protected route, with a static external-access token
   p2p       that route with a plugin token (auth-plugin-token), then plugin bench-peer calling
             bench through the gateway on every request (p2p)
@@ -47,10 +50,16 @@ scenarios: {", ".join(SCENARIOS)}
             bench plugin's own big download on the same kernel (unless download runs) for the ratio
   startup   spawn of `kernel serve` with --startup-plugins plugins to readiness 200
   recovery  kill -9 of the bench worker to the next 200 from its route
+  soak      only when named: capacity of GET /api/bench/hello (closed loop, --capacity-seconds),
+            then --fraction of it at a constant rate (open loop) for --minutes; errors, p99 and
+            the RSS of every kernel process over time, first vs last, a PASS/FAIL verdict for
+            "0 errors and flat RSS", a JSON of every sample and an SVG plot in --soak-dir.
+            python -m benchmarks soak --minutes 10 --fraction 0.7
 
 The load generator is wrk when it is on PATH (apt-get install wrk), else an
-asyncio generator of ours, which is a lower bound. The full default run takes
-about 3 minutes on 2 cores (about 7 with --runs 3)."""
+asyncio generator of ours, which is a lower bound (the soak always drives ours:
+wrk has no constant rate). The full default run takes about 3 minutes on 2
+cores (about 7 with --runs 3)."""
 
 
 def _csv(values: Sequence[str] | None) -> list[str]:
@@ -91,16 +100,23 @@ def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
+        "names",
+        nargs="*",
+        metavar="SCENARIO",
+        help="scenario(s) to run, the same as --scenario (python -m benchmarks soak)",
+    )
+    p.add_argument(
         "--scenario",
         action="append",
         metavar="NAME[,NAME]",
-        help="scenario(s) to run; repeatable or comma-separated (default: all)",
+        help=f"scenario(s) to run; repeatable or comma-separated (default: all but {', '.join(ON_REQUEST)})",
     )
     p.add_argument(
         "--server",
         choices=["hypercorn", "uvicorn", "both"],
-        default="both",
-        help="HTTP server of the gateway and of the baseline (default: both)",
+        default=None,
+        help="HTTP server of the gateway and of the baseline (default: both; hypercorn, the kernel's "
+        "default, when only soak runs)",
     )
     p.add_argument(
         "--duration",
@@ -172,9 +188,60 @@ def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
         metavar="N",
         help="starts (startup) and kills (recovery) per run, median kept (default 3)",
     )
+    _soak_arguments(p)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the rows as a JSON list")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG of the rows (needs matplotlib)")
     return p
+
+
+def _soak_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("soak")
+    g.add_argument(
+        "--minutes", type=_positive(float, 0.01), default=10.0, metavar="M", help="length of the soak (default 10)"
+    )
+    g.add_argument(
+        "--fraction",
+        type=_positive(float, 0.001),
+        default=0.7,
+        metavar="F",
+        help="constant rate as a fraction of the measured capacity (default 0.7)",
+    )
+    g.add_argument(
+        "--rate", type=_positive(float, 0.1), metavar="R", help="constant rate in req/s instead: no capacity run"
+    )
+    g.add_argument(
+        "--capacity-seconds",
+        type=_positive(int),
+        default=10,
+        metavar="S",
+        help="closed-loop run that measures capacity (default 10, after --warmup)",
+    )
+    g.add_argument(
+        "--sample-seconds",
+        type=_positive(float, 0.2),
+        default=5.0,
+        metavar="S",
+        help="interval of the figures and RSS samples (default 5)",
+    )
+    g.add_argument(
+        "--soak-variant",
+        type=_variants,
+        default=_variants("1x1"),
+        metavar="GxR",
+        help="gateway processes x bench worker replicas (default 1x1)",
+    )
+    g.add_argument(
+        "--soak-dir",
+        type=Path,
+        default=Path("soak-results"),
+        metavar="DIR",
+        help="where the report, the JSON of every sample and the SVG plot go (default ./soak-results)",
+    )
+
+
+def chosen(args: argparse.Namespace) -> list[str]:
+    """The scenarios named (positionally or with ``--scenario``); none named: all but ``ON_REQUEST``."""
+    return _csv([*args.names, *(args.scenario or [])]) or [s for s in SCENARIOS if s not in ON_REQUEST]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -183,12 +250,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") -> int:
     args = parser(prog).parse_args(argv)
-    scenarios = _csv(args.scenario) or list(SCENARIOS)
+    scenarios = chosen(args)
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         parser(prog).error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if len(args.soak_variant) != 1:
+        parser(prog).error("--soak-variant takes one GATEWAYSxREPLICAS, e.g. 2x1")
     try:
         from benchmarks.runner import Options, Runner
+        from benchmarks.soak import SoakOptions
     except ModuleNotFoundError as exc:
         if exc.name != "psutil":
             raise
@@ -197,7 +267,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
             file=sys.stderr,
         )
         return 2
-    servers = ["hypercorn", "uvicorn"] if args.server == "both" else [args.server]
+    server = args.server or ("hypercorn" if set(scenarios) <= set(ON_REQUEST) else "both")
+    servers = ["hypercorn", "uvicorn"] if server == "both" else [server]
+    (soak_gateways, soak_replicas) = args.soak_variant[0]
     opts = Options(
         servers=servers,
         scenarios=scenarios,
@@ -210,14 +282,33 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
         download_timeout=args.download_timeout,
         startup_plugins=args.startup_plugins,
         trials=args.trials,
+        soak=SoakOptions(
+            minutes=args.minutes,
+            fraction=args.fraction,
+            rate=args.rate,
+            capacity_seconds=args.capacity_seconds,
+            sample_seconds=args.sample_seconds,
+            gateways=soak_gateways,
+            replicas=soak_replicas,
+            out_dir=args.soak_dir,
+        ),
     )
     gen = loadgen.choose(args.loadgen, args.threads)
-    print(f"load generator: {gen.name}", flush=True)
-    print(
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; {args.connections} connections, "
-        f"{args.duration}s per measurement (+{args.warmup}s warm-up), median of {args.runs} run(s)",
-        flush=True,
-    )
+    if set(scenarios) <= set(ON_REQUEST):
+        print("load generator: python asyncio generator (closed loop for capacity, then constant rate)", flush=True)
+        print(
+            f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; up to {args.connections} "
+            f"connections; soak of {args.minutes:g} min at "
+            + (f"{args.rate:g} req/s" if args.rate else f"{args.fraction:g} x capacity ({args.capacity_seconds}s)"),
+            flush=True,
+        )
+    else:
+        print(f"load generator: {gen.name}", flush=True)
+        print(
+            f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; {args.connections} connections, "
+            f"{args.duration}s per measurement (+{args.warmup}s warm-up), median of {args.runs} run(s)",
+            flush=True,
+        )
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # stop the systems under test on SIGTERM too
     work = Path(tempfile.mkdtemp(prefix="kernel-bench-"))
@@ -234,6 +325,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
     print()
     print(report.table(rows))
     print()
+    for text in runner.texts:
+        print(text)
+        print()
     text = report.targets_text(rows)
     if text:
         print(text)

@@ -188,54 +188,16 @@ def _parse_wrk_text(out: str) -> LoadResult:
 # -- ours: asyncio, raw sockets, HTTP/1.1 keep-alive ----------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection sending the same request again as soon as the answer is complete.
+class _ResponseReader:
+    """Incremental parsing of HTTP/1.1 answers on one keep-alive connection (Content-Length or chunked)."""
 
-    An answer with ``Connection: close`` (hypercorn says it after 1000 requests on a connection)
-    ends the connection cleanly; its slot opens a new one, as wrk does.
-    """
-
-    def __init__(self, gen: _Run) -> None:
-        self.gen = gen
-        self.transport: asyncio.Transport | None = None
+    def _reset_reader(self) -> None:
         self.buf = bytearray()
-        self.sent = 0.0
         self.need: int | None = None  # body bytes still expected (content-length mode)
         self.chunked = False
         self.head_done = False
         self.status = 0
-        self.body_bytes = 0
         self.server_closes = False  # the last answer said Connection: close
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.fire()
-
-    def fire(self) -> None:
-        if self.gen.stopping:
-            assert self.transport is not None
-            self.transport.close()
-            return
-        self.head_done = False
-        self.body_bytes = 0
-        self.sent = time.perf_counter()
-        assert self.transport is not None
-        self.transport.write(self.gen.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        self.gen.bytes += len(data)
-        while self._parse():
-            lat = time.perf_counter() - self.sent
-            self.gen.record(lat, self.status)
-            if self.server_closes:
-                assert self.transport is not None
-                self.transport.close()
-                return
-            self.fire()
-            if self.transport is None or self.transport.is_closing():
-                return
 
     def _parse(self) -> bool:
         """True when a whole response is in the buffer (and consumed)."""
@@ -274,6 +236,51 @@ class _Conn(asyncio.Protocol):
                 return False
             del buf[: line + 2 + size + 2]
 
+
+class _Conn(_ResponseReader, asyncio.Protocol):
+    """One keep-alive connection sending the same request again as soon as the answer is complete.
+
+    An answer with ``Connection: close`` (hypercorn says it after 1000 requests on a connection)
+    ends the connection cleanly; its slot opens a new one, as wrk does.
+    """
+
+    def __init__(self, gen: _Run) -> None:
+        self.gen = gen
+        self.transport: asyncio.Transport | None = None
+        self._reset_reader()
+        self.sent = 0.0
+        self.body_bytes = 0
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.fire()
+
+    def fire(self) -> None:
+        if self.gen.stopping:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self.head_done = False
+        self.body_bytes = 0
+        self.sent = time.perf_counter()
+        assert self.transport is not None
+        self.transport.write(self.gen.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.gen.bytes += len(data)
+        while self._parse():
+            lat = time.perf_counter() - self.sent
+            self.gen.record(lat, self.status)
+            if self.server_closes:
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self.fire()
+            if self.transport is None or self.transport.is_closing():
+                return
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.gen.stopping and not self.server_closes:
             self.gen.errors += 1
@@ -293,6 +300,18 @@ class _Run:
         self.latencies.append(lat)
         if not 200 <= status < 400:
             self.errors += 1
+
+
+def request_bytes(load: Load) -> tuple[str, int, bytes]:
+    """Host, port and the bytes of one HTTP/1.1 keep-alive request of ``load``."""
+    u = urlsplit(load.url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    target = u.path + (f"?{u.query}" if u.query else "")
+    lines = [f"{load.method} {target} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in load.headers]
+    if load.body or load.method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(load.body)}")
+    return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode() + load.body
 
 
 def _percentile(sorted_values: list[float], p: float) -> float:
@@ -323,14 +342,8 @@ class PyLoad(LoadGenerator):
         return result
 
     async def _run(self, load: Load, duration: float, connections: int) -> LoadResult:
-        u = urlsplit(load.url)
-        host, port = u.hostname or "127.0.0.1", u.port or 80
-        target = u.path + (f"?{u.query}" if u.query else "")
-        lines = [f"{load.method} {target} HTTP/1.1", f"Host: {host}:{port}"]
-        lines += [f"{k}: {v}" for k, v in load.headers]
-        if load.body or load.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(load.body)}")
-        run = _Run(("\r\n".join(lines) + "\r\n\r\n").encode() + load.body)
+        host, port, request = request_bytes(load)
+        run = _Run(request)
         loop = asyncio.get_running_loop()
         conns: list[_Conn] = []
         start = time.perf_counter()

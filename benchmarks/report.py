@@ -127,6 +127,24 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
             out.append(
                 (f"{server}: ws-echo >= 0.5x in-process WebSocket msgs/s", f"{ws['ratio']:.2f}x", ws["ratio"] >= 0.5)
             )
+        observed = _find(rows, server, "hello-observed")
+        if observed and observed["ratio"] is not None:
+            out.append(
+                (
+                    f"{server}: hello with access log, request ids, metrics >= 0.95x without",
+                    f"{observed['ratio']:.3f}x",
+                    observed["ratio"] >= 0.95,
+                )
+            )
+        scrape = _find(rows, server, "metrics-scrape")
+        if scrape and scrape["p99_ms"] is not None:
+            out.append(
+                (
+                    f"{server}: metrics scrape of 20 plugins x 2 < 50 ms",
+                    f"p99 {scrape['p99_ms']:.1f} ms",
+                    scrape["p99_ms"] < 50,
+                )
+            )
         p2p = _find(rows, server, "p2p")
         if p2p and hello and p2p["rps"] and hello["rps"]:
             # two hops per request: informational, no target
@@ -174,6 +192,15 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         if rec:
             out.append(
                 (f"{server}: killed worker answering again <= 1 s", f"{rec['seconds']:.3f} s", rec["seconds"] <= 1)
+            )
+        soak = _find(rows, server, "soak")
+        if soak and soak.get("soak"):
+            out.append(
+                (
+                    f"{server}: soak ({soak['note'].split(';')[0]}): 0 errors and flat RSS",
+                    f"{soak['errors']} errors, largest RSS growth {_f(soak['rss_growth_mb'])} MB",
+                    bool(soak["soak"]["passed"]),
+                )
             )
     return out
 

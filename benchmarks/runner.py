@@ -21,6 +21,7 @@ from typing import Any
 from benchmarks import LOAD_SCENARIOS, SCENARIOS
 from benchmarks.download import download
 from benchmarks.loadgen import Load, LoadGenerator, LoadResult
+from benchmarks.observability import observability_rows, scrape_rows
 from benchmarks.procs import (
     BENCH_PLUGIN,
     PEER_PLUGIN,
@@ -32,14 +33,18 @@ from benchmarks.procs import (
     installed_plugins,
 )
 from benchmarks.proxy import proxy_download_rows, proxy_rows
+from benchmarks.soak import SoakOptions, soak_rows
 from benchmarks.websocket import ws_rows
 
 SMALL_DOWNLOAD = 1024 * 1024
 #: scenarios in modules of their own: ``rows(runner, server)``
 EXTRA_SCENARIOS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "websocket": ws_rows,
+    "observability": observability_rows,
+    "metrics-scrape": scrape_rows,
     "proxy": proxy_rows,
     "proxy-1gb": proxy_download_rows,
+    "soak": soak_rows,
 }
 
 ROW_KEYS = (
@@ -95,6 +100,7 @@ class Options:
     download_timeout: float = 60.0
     startup_plugins: int = 5
     trials: int = 3
+    soak: SoakOptions = field(default_factory=SoakOptions)
 
 
 class Runner:
@@ -106,6 +112,7 @@ class Runner:
         self.rows: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.systems = 0  # systems under test started and proven gone
+        self.texts: list[str] = []  # reports of their own (the soak's), printed after the table
 
     @property
     def big(self) -> str:

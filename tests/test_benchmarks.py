@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import psutil
 import pytest
 
-from benchmarks import SCENARIOS
+from benchmarks import ON_REQUEST, SCENARIOS
+from benchmarks.cli import chosen, parser
 from benchmarks.download import _Chunked
-from benchmarks.loadgen import _lua_string, parse_wrk
+from benchmarks.loadgen import Load, _lua_string, parse_wrk
+from benchmarks.openloop import Histogram, Interval, OpenLoop
+from benchmarks.procs import Proc
 from benchmarks.report import add_ratios, table, targets, targets_text
 from benchmarks.runner import ROW_KEYS, echo_body, new_row
+from benchmarks.soak_report import analyse, soak_text
+from benchmarks.svg import nice_ticks
+from kernel.testing import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED = ("scenario", "server", "rps", "p50_ms", "p99_ms", "p999_ms", "errors", "rss_mb", "ratio")
@@ -195,3 +204,189 @@ def test_proxy_ratios_and_targets() -> None:
     assert found["hypercorn: proxy-64mb vs the plugin's own download-64mb (no target)"][0] == "300 MB/s = 0.50x"
     rows[2]["rps"] = 6000
     assert not {t: ok for t, _, ok in targets(rows)}["hypercorn: proxy >= 0.6x hello req/s"]
+
+
+# -- soak ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_smoke_soak(tmp_path: Path) -> None:
+    out = tmp_path / "soak"
+    proc, rows = _run(
+        tmp_path,
+        "soak",
+        "--minutes",
+        "0.1",
+        "--fraction",
+        "0.02",
+        "--capacity-seconds",
+        "2",
+        "--sample-seconds",
+        "1",
+        "--soak-dir",
+        str(out),
+    )
+    assert [(r["scenario"], r["variant"], r["server"]) for r in rows] == [("soak", "1gw/1wk", "hypercorn")]
+    row = rows[0]
+    assert set(ROW_KEYS) <= set(row) and row["errors"] == 0 and row["rps"] > 0
+    files = row["soak"]
+    assert {Path(files[k]).parent for k in ("json", "plot", "text")} == {out}
+
+    doc = json.loads(Path(files["json"]).read_text())
+    result = doc["result"]
+    assert doc["capacity"]["rps"] > 0 and doc["rate"] == pytest.approx(0.02 * doc["capacity"]["rps"], rel=0.01)
+    sent = sum(i["sent"] for i in doc["intervals"])
+    assert sent == result["sent"] > 0
+    assert sum(i["ok"] + i["errors"] for i in doc["intervals"]) == sent  # every request accounted for
+    assert result["errors"] == 0 and result["ok"] == sent
+    assert len(doc["samples"]) >= 5
+    roles = {(p["role"], p["plugin"]) for p in result["processes"]}
+    assert {("kernel", ""), ("gateway", ""), ("worker", "bench")} <= roles
+    for p in result["processes"]:
+        assert p["first_mb"] > 0 and p["last_mb"] > 0 and isinstance(p["flat"], bool)
+        assert all(str(p["pid"]) in s["rss_mb"] for s in doc["samples"])
+    assert result["passed"] is row["soak"]["passed"] is (not result["reasons"])
+
+    svg_root = ElementTree.parse(files["plot"]).getroot()
+    assert svg_root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = " ".join(t.text or "" for t in svg_root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "RSS of every kernel process" in texts and "latency per 1 s interval" in texts and "supervisor" in texts
+    assert len(list(svg_root.iter("{http://www.w3.org/2000/svg}polyline"))) >= len(result["processes"]) + 2
+
+    text = Path(files["text"]).read_text()
+    assert "verdict: PASS" in text or "verdict: FAIL" in text
+    for label in ("process", "first MB", "last MB", "growth MB", "supervisor", "worker bench", "gateway"):
+        assert label in text
+    assert text.splitlines()[0] in proc.stdout  # the report is printed too
+    assert "soak (0.1 min at 0.02 x " in proc.stdout  # and its target line
+
+
+def test_open_loop_counts_connect_errors() -> None:
+    port = free_port()  # nothing listens there
+    intervals = OpenLoop(Load(f"http://127.0.0.1:{port}/x"), rate=200, duration=0.5, interval=0.2).run()
+    sent = sum(i.sent for i in intervals)
+    assert sent == 100
+    assert sum(i.errors for i in intervals) == sent and sum(i.ok for i in intervals) == 0
+    assert {k for i in intervals for k in i.kinds} == {"connect"}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the gateway
+
+    def do_GET(self) -> None:
+        status = 503 if self.path == "/bad" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_open_loop_constant_rate_and_status_errors() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        good = OpenLoop(Load(url + "/ok"), rate=100, duration=1.0, interval=0.25).run()
+        bad = OpenLoop(Load(url + "/bad"), rate=100, duration=0.3, interval=0.25).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [sum(i.sent for i in r) for r in (good, bad)] == [100, 30]
+    assert sum(i.ok for i in good) == 100 and sum(i.errors for i in good) == 0
+    assert [i.sent for i in good[:4]] == [25, 25, 25, 25]  # on schedule, whatever the answers do
+    assert all(i.latency.n == i.ok for i in good) and good[0].latency.percentile(50) > 0
+    assert sum(i.errors for i in bad) == 30 and {k for i in bad for k in i.kinds} == {"status 503"}
+
+
+def test_histogram_percentiles_within_one_percent() -> None:
+    h = Histogram()
+    for ms in range(1, 1001):
+        h.record(ms / 1000)
+    assert h.n == 1000 and h.max == 1.0
+    assert h.percentile(50) == pytest.approx(0.5, rel=0.011)
+    assert h.percentile(99) == pytest.approx(0.99, rel=0.011)
+    assert h.percentile(100) == 1.0
+    both = Histogram().merge(h).merge(h)
+    assert both.n == 2000 and both.percentile(99) == h.percentile(99)
+    assert Histogram().percentile(99) == 0.0
+
+
+def _samples(rss: dict[int, list[float]], step: float = 5.0) -> list[dict[str, object]]:
+    n = max(len(v) for v in rss.values())
+    return [
+        {
+            "t": i * step,
+            "rss_mb": {str(pid): v[i] for pid, v in rss.items() if i < len(v)},
+            "cpu_pct": {str(pid): 1.0 for pid, v in rss.items() if i < len(v)},
+            "loadgen_cpu_pct": 10.0,
+        }
+        for i in range(n)
+    ]
+
+
+def _intervals(errors: int = 0) -> list[Interval]:
+    out = []
+    for n in range(24):
+        iv = Interval(n * 5.0, (n + 1) * 5.0, sent=100, ok=100)
+        for _ in range(100):
+            iv.latency.record(0.002)
+        out.append(iv)
+    for _ in range(errors):
+        out[-1].ok -= 1
+        out[-1].error("status 503")
+    return out
+
+
+def test_soak_verdict() -> None:
+    procs = {1: Proc(1, 0.0, "kernel"), 2: Proc(2, 0.0, "gateway"), 3: Proc(3, 0.0, "worker", "bench")}
+    flat = {1: [40.0] * 25, 2: [50.0 + (i % 3) * 0.5 for i in range(25)], 3: [30.0] * 24 + [34.0]}
+    ok = analyse(_samples(flat), _intervals(), procs)
+    assert ok["passed"] and ok["reasons"] == [] and ok["window_s"] == 30.0
+    assert [p["label"] for p in ok["processes"]] == ["supervisor", "gateway", "worker bench"]
+    assert all(p["flat"] for p in ok["processes"]) and ok["sent"] == ok["ok"] == 2400
+
+    leak = {**flat, 3: [30.0 + i * 0.5 for i in range(25)]}  # +12 MB over the run
+    bad = analyse(_samples(leak), _intervals(errors=2), procs)
+    assert not bad["passed"] and bad["errors"] == 2
+    assert bad["reasons"][0] == "2 errors (status 503: 2)"
+    assert bad["reasons"][1].startswith("worker bench RSS grew +")
+    worker = bad["processes"][2]
+    assert worker["flat"] is False and worker["growth_mb"] > 5 and worker["slope_mb_min"] == pytest.approx(6.0)
+
+    replaced = analyse(_samples({**flat, 3: [30.0] * 10}), _intervals(), procs)
+    assert replaced["reasons"] == ["worker bench (pid 3) exited at 45 s"]
+
+    big = {**flat, 1: [200.0] * 12 + [209.0] * 13}  # within 5% of 200 MB
+    assert analyse(_samples(big), _intervals(), procs)["passed"]
+    text = soak_text(
+        {
+            "server": "hypercorn",
+            "variant": "1gw/1wk",
+            "route": "/api/bench/hello",
+            "rate": 70.0,
+            "fraction": 0.7,
+            "capacity": {"rps": 100.0, "connections": 32, "seconds": 10, "loadgen": "ours", "errors": 0, "p99_ms": 1.0},
+            "result": bad,
+        }
+    )
+    assert "verdict: FAIL: 2 errors (status 503: 2); worker bench RSS grew" in text
+    assert "= 0.70 x capacity 100 req/s" in text
+
+
+def test_soak_runs_only_when_named() -> None:
+    def names(*argv: str) -> list[str]:
+        return chosen(parser().parse_args(argv))
+
+    assert names() == [s for s in SCENARIOS if s != "soak"] and ON_REQUEST == ("soak",)
+    assert names("soak", "--minutes", "2") == ["soak"]
+    assert names("soak", "--scenario", "hello,auth") == ["soak", "hello", "auth"]
+
+
+def test_nice_ticks_cover_the_range() -> None:
+    assert nice_ticks(0, 7) == [0, 2, 4, 6, 8]
+    assert nice_ticks(0.3, 0.95) == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(-1.9, 5.25) == [-2, 0, 2, 4, 6]
+    assert nice_ticks(40.0, 40.0) == [40.0, 40.2, 40.4, 40.6, 40.8, 41.0]
