@@ -64,6 +64,7 @@ from kernel.hooktypes import (
     Verified,
     verify_token,
 )
+from kernel.openapi_spec import OpenApi, Operation
 from kernel.permissions import (
     ALLOWED,
     DENIED,
@@ -156,6 +157,8 @@ __all__ = [
     "NotFoundError",
     "NotImplementedError",
     "NotModifiedError",
+    "OpenApi",
+    "Operation",
     "PayloadTooLargeError",
     "Permission",
     "PermissionCondition",

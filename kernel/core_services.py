@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from kernel.openapi_spec import OpenApi, Operation
 from kernel.permissions import (
     AuthorizeRequest,
     DefinitiveDecision,
@@ -58,7 +59,15 @@ class HttpRouter(Protocol):
         *,
         methods: Sequence[str] | None = None,
         name: str | None = None,
-    ) -> None: ...
+        openapi: Operation | None = None,
+    ) -> None:
+        """A route; ``openapi`` describes it in the plugin's OpenAPI document (parameters, body, answer)."""
+        ...
+
+    def set_openapi(self, openapi: OpenApi) -> None:
+        """Attach or replace the plugin's OpenAPI document, served (open) at ``/openapi.json``."""
+        ...
+
     def add_websocket_route(self, path: str, endpoint: Callable[..., Any], *, name: str | None = None) -> None: ...
     def mount(self, path: str, app: ASGIApp) -> None: ...
     def use(self, app: ASGIApp) -> None: ...

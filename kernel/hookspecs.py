@@ -5,8 +5,8 @@ any of these hooks with ``kernel.api.hookimpl`` (backend plugins themselves are
 ``BackendPlugin`` objects). The kernel's own features register through the
 same hooks: the core services (``services.defaults``), the health and instance
 endpoints (``kernel.gateway.root``), static tokens
-(``kernel.gateway.static_tokens``) and the ``kernel`` subcommands
-(``kernel.cli.commands``). Where each hook runs:
+(``kernel.gateway.static_tokens``), the traces' gateway middleware (``kernel.tracing``)
+and the ``kernel`` subcommands (``kernel.cli.commands``). Where each hook runs:
 
 - ``kernel_provide_services``, ``kernel_register_routes``, ``kernel_permission_policy``: in each plugin's worker;
 - ``kernel_root_routes``, ``kernel_credential_verifiers``, ``kernel_gateway_middleware``: in each gateway process;
@@ -45,8 +45,8 @@ def kernel_register_routes(plugin_id: str, router: HttpRouter) -> None:
 
 
 @hookspec
-def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
-    """Add Starlette routes at the gateway's root, outside the plugin mount (health, metrics, ...)."""
+def kernel_root_routes(gateway: GatewayView, config: RootConfig) -> Sequence[BaseRoute]:
+    """Add Starlette routes at the gateway's root, outside the plugin mount (health, metrics, ...); ``config`` is live."""
     raise NotImplementedError
 
 

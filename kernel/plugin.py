@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from kernel.errors import PluginDeclarationError
+from kernel.openapi_spec import OpenApi
 from kernel.service import ServiceRef
 
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -101,6 +102,8 @@ class BackendPlugin(_Feature):
         self.id = id
         self.label = f"plugin {id!r}"
         self.config_schema: type | None = None
+        #: its OpenAPI document, served at ``/api/<id>/openapi.json`` (``kernel.openapi``)
+        self.openapi: OpenApi | None = None
 
     def __repr__(self) -> str:
         return f"BackendPlugin({self.id!r})"
@@ -128,10 +131,16 @@ class BackendModule(_Feature):
         return f"BackendModule({self.plugin_id!r}, {self.module_id!r})"
 
 
-def create_plugin(id: str, *, config_schema: type | None = None) -> BackendPlugin:
-    """Declare a backend plugin; expose it through the ``kernel.plugins`` entry point group."""
+def create_plugin(id: str, *, config_schema: type | None = None, openapi: OpenApi | None = None) -> BackendPlugin:
+    """Declare a backend plugin; expose it through the ``kernel.plugins`` entry point group.
+
+    ``openapi``: its OpenAPI document (``kernel.api.OpenApi``), served at ``/api/<id>/openapi.json``.
+    """
     plugin = BackendPlugin(id)
+    if openapi is not None and not isinstance(openapi, OpenApi):
+        raise PluginDeclarationError(f"{plugin.label}: openapi must be an OpenApi, not {openapi!r}")
     plugin.config_schema = config_schema
+    plugin.openapi = openapi
     return plugin
 
 

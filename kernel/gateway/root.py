@@ -1,4 +1,4 @@
-"""The kernel's own endpoints at the gateway's root: liveness, readiness, instance metadata.
+"""The kernel's own endpoints at the gateway's root: liveness, readiness, instance metadata, the OpenAPI index.
 
 Liveness is always 200 and lists failed plugins (``failed``: id -> reason). Readiness is 503
 while a plugin has no ready worker, except a failed plugin allowed to fail
@@ -17,15 +17,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from kernel import __version__
+from kernel.core_services import RootConfig
 from kernel.hookspecs import hookimpl
 from kernel.hooktypes import GatewayView
+from kernel.openapi.index import index_route
 
 HEALTH = "/.kernel/health/v1"
 INSTANCE = "/.kernel/instance/v1/plugins"
 
 
 @hookimpl
-def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
+def kernel_root_routes(gateway: GatewayView, config: RootConfig) -> Sequence[BaseRoute]:
     async def liveness(request: Request) -> JSONResponse:
         failed = {p.id: p.reason or p.state for p in gateway.plugin_states() if p.state == "failed"}
         return JSONResponse({"status": "ok", "failed": failed} if failed else {"status": "ok"})
@@ -53,4 +55,5 @@ def kernel_root_routes(gateway: GatewayView) -> Sequence[BaseRoute]:
         Route(f"{HEALTH}/liveness", liveness),
         Route(f"{HEALTH}/readiness", readiness),
         Route(INSTANCE, instance),
+        index_route(gateway, config),  # every plugin's OpenAPI document (kernel.openapi.index)
     ]

@@ -269,7 +269,8 @@ async def _start_in_process(
     pool = LocalWorkers()
     g = settings.gateway
     api = ApiDispatcher(pool, auth, mount=g.mount, timeout=g.request_timeout, max_body=g.max_request_body_size)
-    routes = in_registration_order(manager.hook.kernel_root_routes(gateway=GatewayState(pool, api)))
+    root_routes = manager.hook.kernel_root_routes(gateway=GatewayState(pool, api), config=root_config)
+    routes = in_registration_order(root_routes)
     backend = InProcessBackend(build_app(api, routes, dev=dev), pool, root_config)
     try:
         for plugin in plugins:

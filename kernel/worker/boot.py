@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -106,7 +107,7 @@ async def start_plugin(
     The worker's boot after loading; also ``kernel.testing.start_test_backend``'s, in the test's process.
     """
     plugin_id = plugin.id
-    router = PluginRouter(plugin_id)
+    router = PluginRouter(plugin_id, openapi=plugin.openapi)
     container = ServiceContainer(
         factories,
         plugin_id,
@@ -116,6 +117,7 @@ async def start_plugin(
         },
         root_instances={core_services.root_config.id: config, core_services.root_hooks.id: _Hooks(manager)},
     )
+    router.base_url = partial(_external_base_url, container, plugin_id)
     for factory in factories.values():  # services that serve routes of their own, before the plugin's
         if factory.eager and factory.service.scope == "plugin":
             await container.get(factory.service)
@@ -129,3 +131,13 @@ async def start_plugin(
     booted = BootedPlugin(router.build(), router, container)
     await booted.lifecycle("startup")
     return booted
+
+
+async def _external_base_url(container: ServiceContainer, plugin_id: str) -> str | None:
+    """The plugin's base URL for the outside world (its OpenAPI ``servers``), if a discovery service says it."""
+    try:
+        discovery = await container.get(core_services.discovery)
+        url: str = await discovery.get_external_base_url(plugin_id)
+        return url
+    except Exception:  # no discovery provided, or it cannot say: the document names a relative server
+        return None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,6 +25,7 @@ from kernel.api import (
     Credentials,
     HttpRouter,
     NotAllowedError,
+    Operation,
     PrincipalType,
     presented_token,
     principal_of,
@@ -31,6 +33,23 @@ from kernel.api import (
 from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, expiry_of, parts_of
 
 COOKIE_PATH = "/.backstage/auth/v1/cookie"
+
+
+class CookieIssued(msgspec.Struct, rename="camel"):
+    """The cookie was set; it expires with the user's token (ISO 8601)."""
+
+    expires_at: str
+
+
+COOKIE_OPERATIONS = {
+    "GET": Operation(
+        summary="Set the user cookie (a limited user token), for requests that cannot send a header",
+        tags=["auth"],
+        response=CookieIssued,
+        errors={401: "No user token or cookie", 403: "Not a user's credentials"},
+    ),
+    "DELETE": Operation(summary="Remove the user cookie", tags=["auth"], status=204),
+}
 
 
 class DefaultHttpAuth:
@@ -93,7 +112,8 @@ class DefaultHttpAuth:
             await self.issue_user_cookie(answer, credentials=credentials)
             return answer
 
-        router.add_route(COOKIE_PATH, cookie, methods=["GET", "DELETE"])
+        for method, operation in COOKIE_OPERATIONS.items():
+            router.add_route(COOKIE_PATH, cookie, methods=[method], openapi=operation)
         router.add_auth_policy(COOKIE_PATH, allow="user-cookie")
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -21,6 +22,7 @@ from kernel.api import (
     CredentialVerifier,
     HttpRouter,
     InputError,
+    Operation,
     Principal,
     PrincipalType,
     verify_token,
@@ -28,6 +30,29 @@ from kernel.api import (
 from services.auth.keys import PluginKeys, StaticPluginKeys
 from services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
 from services.auth.verifiers import PLUGIN_JWKS_PATH
+
+
+class PublicKey(msgspec.Struct):
+    """One public key (a JWK) of the plugin's: ES256 on P-256."""
+
+    kty: str
+    kid: str
+    crv: str = "P-256"
+    x: str = ""
+    y: str = ""
+    alg: str = ALGORITHM
+    use: str = "sig"
+
+
+class PublicKeys(msgspec.Struct):
+    """The keys other plugins verify this plugin's tokens with (a JWKS)."""
+
+    keys: list[PublicKey]
+
+
+JWKS_OPERATION = Operation(
+    summary="The plugin's public keys (JWKS), to verify the tokens it issues", tags=["auth"], response=PublicKeys
+)
 
 
 class DefaultAuth:
@@ -99,5 +124,5 @@ class DefaultAuth:
         async def jwks(request: Request) -> JSONResponse:
             return JSONResponse({"keys": await self.list_public_service_keys()})
 
-        router.add_route(PLUGIN_JWKS_PATH, jwks, methods=["GET"])
+        router.add_route(PLUGIN_JWKS_PATH, jwks, methods=["GET"], openapi=JWKS_OPERATION)
         router.add_auth_policy(PLUGIN_JWKS_PATH, allow="unauthenticated")

@@ -12,10 +12,36 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kernel.api import HttpRouter, Permission, PermissionRule, PermissionsRegistryService
+from kernel.api import HttpRouter, Operation, Permission, PermissionRule, PermissionsRegistryService
 
 METADATA_PATH = "/.well-known/backstage/permissions/metadata"
 NO_PARAMS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class PermissionJson(msgspec.Struct, rename="camel"):
+    type: str
+    name: str
+    attributes: dict[str, Any]
+    resource_type: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class RuleJson(msgspec.Struct, rename="camel"):
+    name: str
+    description: str
+    resource_type: str
+    params_schema: dict[str, Any]
+
+
+class Metadata(msgspec.Struct):
+    """The plugin's permissions, and the rules a policy may use with the JSON Schema of their params."""
+
+    permissions: list[PermissionJson]
+    rules: list[RuleJson]
+
+
+METADATA_OPERATION = Operation(
+    summary="The plugin's permissions and permission rules", tags=["permissions"], response=Metadata
+)
 
 
 def permission_json(permission: Permission) -> dict[str, Any]:
@@ -49,4 +75,4 @@ def add_metadata_route(registry: PermissionsRegistryService, router: HttpRouter)
     async def serve(request: Request) -> JSONResponse:
         return JSONResponse(metadata(registry))
 
-    router.add_route(METADATA_PATH, serve, methods=["GET"])
+    router.add_route(METADATA_PATH, serve, methods=["GET"], openapi=METADATA_OPERATION)

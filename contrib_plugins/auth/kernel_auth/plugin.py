@@ -20,13 +20,14 @@ from kernel.api import (
 from .config import AuthConfig, token_lifetime
 from .issuer import UserTokenIssuer
 from .keys import KeyStore, SigningKeys
+from .openapi import DOCUMENT
 from .routes import AuthRoutes
 
 __all__ = ["PLUGIN_ID", "plugin"]
 
 PLUGIN_ID = "auth"
 
-plugin = create_plugin(PLUGIN_ID, config_schema=AuthConfig)
+plugin = create_plugin(PLUGIN_ID, config_schema=AuthConfig, openapi=DOCUMENT)
 
 
 @plugin.init(

@@ -29,6 +29,7 @@ from .config import AuthConfig
 from .issuer import UserTokenIssuer
 from .keys import SigningKeys
 from .oidc_token import OidcTokenVerifier
+from .openapi import OPERATIONS
 from .tokens import ALGORITHM, USER_AUDIENCE, USER_TYP, unverified_parts
 
 __all__ = ["GUEST_REFUSED", "AuthRoutes"]
@@ -57,11 +58,15 @@ class AuthRoutes:
         self._oidc: OidcTokenVerifier | None = None
 
     def register(self, router: HttpRouter) -> None:
-        router.add_route("/.well-known/openid-configuration", self.openid_configuration, methods=["GET"])
-        router.add_route("/.well-known/jwks.json", self.jwks, methods=["GET"])
-        router.add_route("/guest/refresh", self.guest_refresh, methods=["GET", "POST"])
-        router.add_route("/oidc-token/exchange", self.oidc_token_exchange, methods=["POST"])
-        router.add_route("/v1/userinfo", self.userinfo, methods=["GET"])
+        endpoints = {
+            "/.well-known/openid-configuration": self.openid_configuration,
+            "/.well-known/jwks.json": self.jwks,
+            "/guest/refresh": self.guest_refresh,
+            "/oidc-token/exchange": self.oidc_token_exchange,
+            "/v1/userinfo": self.userinfo,
+        }
+        for (path, method), operation in OPERATIONS.items():  # one route per method: each documented
+            router.add_route(path, endpoints[path], methods=[method], openapi=operation)
         for path in ("/.well-known", "/guest", "/oidc-token", "/v1/userinfo"):
             router.add_auth_policy(path, allow="unauthenticated")
 

@@ -53,6 +53,7 @@ from kernel.api import (
     HttpRouter,
     Lifecycle,
     Logger,
+    OpenApi,
     RootConfig,
     ServiceUnavailableError,
     core_services,
@@ -61,6 +62,7 @@ from kernel.api import (
 )
 
 from .config import CONFIG_KEY, FrobsAggregatorConfig, missing_keys
+from .openapi import SUMMARY
 from .sources import Source
 from .store import SummaryStore
 from .summary import compose, nothing_to_show, tally, unavailable_message
@@ -69,7 +71,10 @@ from .upstream import Upstream
 __all__ = ["plugin"]
 
 #: the config lives at ``frobsAggregator``, not at the plugin id: no ``config_schema`` (see ``config``)
-plugin = create_plugin("frobs-aggregator")
+plugin = create_plugin(
+    "frobs-aggregator",
+    openapi=OpenApi(title="frobs-aggregator", description="A summary of the frobs and the partner's flerps"),
+)
 
 
 def _read(config: Any) -> FrobsAggregatorConfig:
@@ -137,7 +142,7 @@ async def init(
             raise ServiceUnavailableError(unavailable_message(parts))
         return JSONResponse(compose(parts, await store.count_served()))
 
-    router.add_route("/summary", summary, methods=["GET"])
+    router.add_route("/summary", summary, methods=["GET"], openapi=SUMMARY)
 
 
 def _announce(logger: Logger, settings: FrobsAggregatorConfig) -> None:

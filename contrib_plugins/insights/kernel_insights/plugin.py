@@ -13,8 +13,9 @@ reload; errors are kernel errors, which the kernel answers in its one error shap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -26,6 +27,8 @@ from kernel.api import (
     Lifecycle,
     Logger,
     NotAllowedError,
+    OpenApi,
+    Operation,
     PermissionsRegistryService,
     PermissionsService,
     RootConfig,
@@ -42,7 +45,40 @@ from .upstream import Upstream
 
 __all__ = ["SERVICE_READ", "plugin"]
 
-plugin = create_plugin("insights", config_schema=InsightsConfig)
+plugin = create_plugin(
+    "insights",
+    config_schema=InsightsConfig,
+    openapi=OpenApi(title="insights", description="Delivery insights of a service, from the internal API"),
+)
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
+class ServicePath(msgspec.Struct):
+    id: Annotated[str, msgspec.Meta(pattern=SERVICE_ID.pattern, description="A service id")]
+
+
+class ServiceInsights(msgspec.Struct, rename="camel"):
+    """The internal API's object for the service (its fields as it sends them), and who asked."""
+
+    requested_by: str
+
+
+HEALTH = Operation(summary="The plugin is up", response=Status)
+SERVICE = Operation(
+    summary="Insights of one service, asked of the internal API on behalf of the user",
+    path_params=ServicePath,
+    response=ServiceInsights,
+    errors={
+        400: "The service id is not valid",
+        401: "No credentials",
+        403: "Not a user, or not allowed insights.service.read",
+        404: "The internal API knows no such service",
+        503: "The internal API is not configured, unreachable, slow or failing",
+    },
+)
 
 #: asked before the upstream call, as the seed's FAQ suggests (``permissions.authorize``)
 SERVICE_READ = create_permission("insights.service.read", {"action": "read"})
@@ -110,8 +146,8 @@ async def init(
         data = await upstream.service(current.external_api_url, service_id, timeout=current.timeout_seconds)
         return JSONResponse({**data, "requestedBy": user.user_entity_ref})
 
-    router.add_route("/health", health, methods=["GET"])
-    router.add_route("/services/{id}", service, methods=["GET"])
+    router.add_route("/health", health, methods=["GET"], openapi=HEALTH)
+    router.add_route("/services/{id}", service, methods=["GET"], openapi=SERVICE)
     router.add_auth_policy("/health", allow="unauthenticated")  # everything else needs credentials
 
 

@@ -8,7 +8,8 @@ auth policy on its route, every other one needs credentials (the gateway checks 
 config reload the table is rebuilt (the modules' endpoints kept) and the auth policies follow
 (opened, closed) without a restart; a reload with a bad endpoint (and no ``skipInvalidProxies``)
 is refused and logged, the endpoints in force stay. Requests and WebSockets (endpoints with
-``ws: true``) are served by ``kernel_proxy.forward.ProxyApp``.
+``ws: true``) are served by ``kernel_proxy.forward.ProxyApp``. Its OpenAPI document describes the
+endpoints in force (``kernel_proxy.openapi``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from kernel.api import (
 from .config import Endpoint, ProxyConfig
 from .extension import ProvidedEndpoints, proxy_endpoints_extension_point
 from .forward import ProxyApp
+from .openapi import document
 from .table import EndpointTable, build_endpoints
 
 __all__ = ["plugin", "provided_endpoints"]
@@ -71,6 +73,7 @@ async def init(router: HttpRouter, logger: Logger, config: RootConfig, lifecycle
     endpoints = build_endpoints(read_section(config, "proxy", ProxyConfig), provided, logger)
     table.replace(endpoints)
     policies.sync(endpoints)
+    router.set_openapi(document(endpoints))
     if not endpoints:
         logger.info("no proxy endpoints configured (proxy.endpoints)")
 
@@ -83,6 +86,7 @@ async def init(router: HttpRouter, logger: Logger, config: RootConfig, lifecycle
         if fresh != table.endpoints:
             table.replace(fresh)
             policies.sync(fresh)
+            router.set_openapi(document(fresh))
 
     config.subscribe(reloaded)
     lifecycle.add_shutdown_hook(table.close, label="proxy upstream pools")
