@@ -24,8 +24,10 @@ __all__ = [
     "PluginDeclarationError",
     "ProtocolError",
     "RequestHeaderFieldsTooLargeError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
     "TooManyRequestsError",
+    "UriTooLongError",
     "describe",
     "error_body",
     "name_for_status",
@@ -45,7 +47,9 @@ STATUS_BY_NAME: dict[str, int] = {
     "BadGatewayError": 502,
     "ServiceUnavailableError": 503,
     "GatewayTimeoutError": 504,
+    "RequestTimeoutError": 408,
     "PayloadTooLargeError": 413,
+    "UriTooLongError": 414,
     "TooManyRequestsError": 429,
     "RequestHeaderFieldsTooLargeError": 431,
 }
@@ -172,8 +176,20 @@ class PayloadTooLargeError(KernelError):
     name = "PayloadTooLargeError"
 
 
+class RequestTimeoutError(KernelError):
+    """The client did not send its request (head or body) in the time the gateway allows (408)."""
+
+    name = "RequestTimeoutError"
+
+
+class UriTooLongError(KernelError):
+    """A request target (path and query) longer than the gateway takes (414)."""
+
+    name = "UriTooLongError"
+
+
 class RequestHeaderFieldsTooLargeError(KernelError):
-    """A request with more header fields than the gateway takes (431)."""
+    """A request with more header fields, or a larger head, than the gateway takes (431)."""
 
     name = "RequestHeaderFieldsTooLargeError"
 

@@ -6,11 +6,11 @@ small): it imports only msgspec and the standard library.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 
-__all__ = ["PluginLimits", "PluginWorkers", "WorkerLimits", "WorkerSettings"]
+__all__ = ["OsId", "OsUser", "PluginLimits", "PluginWorkers", "WorkerLimits", "WorkerSettings"]
 
 
 class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
@@ -18,6 +18,8 @@ class _S(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True
 
 
 _NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+#: an OS user or group: its name, or its numeric id (a string of digits is an id too)
+OsId = str | _NonNegative
 
 
 class WorkerLimits(_S, frozen=True):
@@ -56,6 +58,12 @@ class PluginLimits(_S, frozen=True):
 class PluginWorkers(_S, frozen=True):
     #: worker processes of this plugin (unset: `backend.workers.replicas`)
     replicas: int | None = None
+    #: the OS user this plugin's workers run as, a name or an id (unset: `backend.workers.user`); a user
+    #: other than the kernel's needs the kernel to run as root and `runtimeGroup` (docs/trust-model.md)
+    user: OsId | None = None
+    #: the OS group they run as (unset: `backend.workers.group` when the user is `backend.workers.user`, else
+    #: the user's primary group)
+    group: OsId | None = None
     limits: PluginLimits = PluginLimits()
 
 
@@ -85,5 +93,34 @@ class WorkerSettings(_S, frozen=True):
     shutdown_grace: float = 10.0
     #: seconds a stopping process gets to exit before it is killed
     kill_timeout: float = 5.0
+    #: the OS user every plugin's workers run as, a name or an id, unless `plugins.<id>.user` names another
+    #: (unset: the kernel's own user)
+    user: OsId | None = None
+    #: the OS group of the workers that run as `user` (unset: its primary group)
+    group: OsId | None = None
+    #: the OS group, a name or an id, that lets workers running as another user than the kernel's reach the
+    #: kernel's sockets and metrics directory (needed once any `user` is set): those workers get it as their
+    #: one supplementary group, so it needs no members; nobody outside it can reach the sockets
+    runtime_group: OsId | None = None
     limits: WorkerLimits = WorkerLimits()
     plugins: dict[str, PluginWorkers] = {}
+
+    def os_user(self, plugin_id: str) -> OsUser:
+        """Who ``plugin_id``'s workers run as, as configured: its own ``user`` (and ``group``), else the
+        default ones; with the keys that set them, for messages."""
+        own = self.plugins.get(plugin_id) or PluginWorkers()
+        mine, defaults = f"backend.workers.plugins.{plugin_id}", "backend.workers"
+        if own.user is not None:
+            return OsUser(own.user, own.group, f"{mine}.user", f"{mine}.group")
+        if own.group is not None:
+            return OsUser(self.user, own.group, f"{defaults}.user", f"{mine}.group")
+        return OsUser(self.user, self.group, f"{defaults}.user", f"{defaults}.group")
+
+
+class OsUser(NamedTuple):
+    """The OS user and group a plugin's workers run as (``None``: not set), and the keys that say so."""
+
+    user: OsId | None
+    group: OsId | None
+    user_key: str
+    group_key: str

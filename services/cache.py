@@ -19,12 +19,21 @@ Config (all optional):
 Values must be JSON-compatible (dict with string keys, list, str, int, float,
 bool, None; tuples come back as lists); anything else raises ``TypeError``
 naming the key. TTLs are in seconds and must be positive.
+
+A cache is a cache: while Redis cannot be reached, ``get`` is a miss and ``set``
+and ``delete`` do nothing, so requests go on (slower, computing what they would
+have read) instead of failing. The outage is logged once when it starts and once
+when it ends, not at every call; the client reconnects by itself, no restart.
+A ``delete`` during an outage is lost: a value set before it can be read after
+it until its TTL ends. Backstage does the same (its Keyv stores turn a lost
+connection into a miss and a no-op, and log the error).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
 
 import cachetools
@@ -35,12 +44,16 @@ from kernel.api import (
     ConfigError,
     ConfigReader,
     Lifecycle,
+    Logger,
     PluginMetadata,
     RootConfig,
     core_services,
     create_service_factory,
     read_section,
 )
+from services import instruments
+from services.logger import plugin_logger
+from services.outage import Outage
 
 
 class CacheStore(Protocol):
@@ -78,24 +91,58 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Shared store on Redis; TTLs are set with millisecond precision (``PX``)."""
+    """Shared store on Redis; TTLs are set with millisecond precision (``PX``).
 
-    def __init__(self, url: str, key_prefix: str = "") -> None:
+    While Redis cannot be reached, reads are misses and writes are dropped (see the module doc).
+    """
+
+    def __init__(self, url: str, key_prefix: str = "", logger: Logger | None = None) -> None:
         import redis.asyncio as redis
+        from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 
         self._client = redis.Redis.from_url(url)
         self._prefix = key_prefix
+        #: Redis away (refused, reset, timed out, loading) or a replica refusing writes in a failover
+        self._unreachable = (ConnectionError, TimeoutError, ReadOnlyError, OSError)
+        self._outage = Outage(logger or plugin_logger("cache"), "The Redis cache")
+
+    def _away(self, exc: Exception) -> bool:
+        """Whether ``exc`` means Redis cannot be reached (then: a miss, or a dropped write)."""
+        if isinstance(exc, RuntimeError):  # uvloop: redis-py writing to a connection reset under it
+            return "closed" in str(exc)
+        return isinstance(exc, self._unreachable)
+
+    def _failed(self, exc: Exception) -> None:
+        self._outage.failed(exc, "reads are misses and writes are dropped until it is back")
 
     async def get(self, key: str) -> str | None:
-        raw = await self._client.get(self._prefix + key)
+        try:
+            raw = await self._client.get(self._prefix + key)
+        except Exception as exc:
+            if not self._away(exc):
+                raise
+            self._failed(exc)
+            return None
+        self._outage.ok()
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def set(self, key: str, raw: str, ttl: float | None) -> None:
         px = None if ttl is None else max(1, round(ttl * 1000))
-        await self._client.set(self._prefix + key, raw, px=px)
+        await self._write(self._client.set(self._prefix + key, raw, px=px))
 
     async def delete(self, key: str) -> None:
-        await self._client.delete(self._prefix + key)
+        await self._write(self._client.delete(self._prefix + key))
+
+    async def _write(self, call: Awaitable[Any]) -> None:
+        """A write that an outage drops (logged once per outage) instead of failing the request."""
+        try:
+            await call
+        except Exception as exc:
+            if not self._away(exc):
+                raise
+            self._failed(exc)
+            return
+        self._outage.ok()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -125,6 +172,7 @@ class PluginCache:
 
     async def get(self, key: str) -> Any | None:
         raw = await self._store.get(self._key(key))
+        instruments.cache_lookup(self._plugin_id, raw is not None)
         return None if raw is None else json.loads(raw)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
@@ -167,12 +215,12 @@ def read_cache_settings(config: ConfigReader) -> CacheSettings:
     return settings
 
 
-def create_store(config: ConfigReader) -> CacheStore:
-    """The store ``backend.cache`` asks for."""
+def create_store(config: ConfigReader, logger: Logger | None = None) -> CacheStore:
+    """The store ``backend.cache`` asks for; ``logger`` tells when Redis goes away and comes back."""
     settings = read_cache_settings(config)
     if settings.store == "redis":
         assert settings.connection is not None
-        return RedisStore(settings.connection, settings.key_prefix)
+        return RedisStore(settings.connection, settings.key_prefix, logger)
     return MemoryStore(settings.max_items)
 
 
@@ -187,10 +235,11 @@ def create_cache(config: ConfigReader, plugin_id: str, store: CacheStore | None 
         "config": core_services.root_config,
         "meta": core_services.plugin_metadata,
         "lifecycle": core_services.lifecycle,
+        "logger": core_services.logger,
     },
 )
-def _cache(config: RootConfig, meta: PluginMetadata, lifecycle: Lifecycle) -> CacheService:
-    store = create_store(config)
+def _cache(config: RootConfig, meta: PluginMetadata, lifecycle: Lifecycle, logger: Logger) -> CacheService:
+    store = create_store(config, logger)
     lifecycle.add_shutdown_hook(store.close, label="close cache")
     return create_cache(config, meta.plugin_id, store)
 

@@ -16,7 +16,9 @@ base one, otherwise object connections deep-merge):
     SQLite: ``{directory: <dir>}`` (default ``var/data``, relative to the
     working directory; one ``<pluginId>.sqlite`` file per plugin, WAL,
     ``synchronous=NORMAL``: a commit survives ``kill -9`` of the worker, not a
-    power loss; ``<pluginId>.sqlite.lock`` serializes opening the file) or
+    power loss; ``<pluginId>.sqlite.lock`` serializes opening the file; a
+    plugin whose workers run as an OS user of their own keeps them in
+    ``<dir>/<pluginId>/``, that user's alone) or
     ``":memory:"`` (per process, for tests).
     PostgreSQL: a URL string or ``{host, port, user, password, database}``.
 ``pluginDivisionMode``
@@ -30,12 +32,20 @@ base one, otherwise object connections deep-merge):
 ``pool``
     ``{min: 1, max: 5}`` connections per worker.
 
+When the database cannot be used (the PostgreSQL server went away or refuses connections; the
+SQLite file's disk is full, or its directory read-only), a call raises ``ServiceUnavailableError``
+naming the plugin's database and the cause: the request gets 503 in the error shape, never a 500,
+and the outage is logged once (and once when it is over), not at every call. Nothing needs a
+restart: PostgreSQL connections found broken are replaced on the next call, SQLite connections
+that saw the file read-only are reopened.
+
 ``migrate([(name, sql), ...])`` applies, in order and in one transaction, the
 migrations not yet recorded in the plugin's ``kernel_migrations`` table; an SQL
 text may hold several statements. Concurrent workers serialize on ``BEGIN
 IMMEDIATE`` (SQLite) or ``pg_advisory_xact_lock`` (PostgreSQL), so each
 migration runs once. Statements that cannot run in a transaction (``CREATE
-INDEX CONCURRENTLY``) are not supported in migrations.
+INDEX CONCURRENTLY``) are not supported in migrations. When every migration is recorded already,
+``migrate`` only reads: a worker starts on a database it cannot write (and serves its reads).
 """
 
 from __future__ import annotations
@@ -52,12 +62,16 @@ from kernel.api import (
     Database,
     DatabaseService,
     Lifecycle,
+    Logger,
     PluginMetadata,
     RootConfig,
+    ServiceUnavailableError,
     core_services,
     create_service_factory,
     merge_config,
 )
+from services.logger import plugin_logger
+from services.outage import Outage, reason
 
 if TYPE_CHECKING:
     from services.database_postgres import PgDatabase
@@ -89,6 +103,8 @@ class DatabaseSettings:
     pool_min: int = 1
     pool_max: int = 5
     own_database: str | None = None
+    #: its workers run as an OS user of their own: its SQLite files in a directory of its own
+    own_directory: bool = False
 
 
 def _client(name: Any, where: str) -> str:
@@ -129,10 +145,33 @@ def read_settings(config: ConfigReader, plugin_id: str) -> DatabaseSettings:
         pool_min=int(pool.get("min", 1)),
         pool_max=int(pool.get("max", 5)),
         own_database=own_db,
+        own_directory=_has_own_user(config, plugin_id),
     )
     if not 0 <= settings.pool_min <= settings.pool_max or settings.pool_max < 1:
         raise ValueError(f"backend.database.pool: need 0 <= min <= max and max >= 1, got {pool!r}")
     return settings
+
+
+# ----------------------------------------------------------------------------- outages
+
+
+class Unavailable:
+    """How an engine reports its database unusable: a ``ServiceUnavailableError`` naming the plugin's
+    database and the cause, the outage logged once; ``ok`` after a call that worked ends it."""
+
+    def __init__(self, plugin_id: str, engine: str, logger: Logger) -> None:
+        self.plugin_id = plugin_id
+        self.what = f"The {engine} database of plugin '{plugin_id}'"
+        self._outage = Outage(logger, self.what)
+
+    def error(self, exc: BaseException, problem: str | None = None) -> ServiceUnavailableError:
+        """The error for ``exc``; ``problem``: what is wrong (default: unavailable, and why)."""
+        problem = problem or f"is unavailable: {reason(exc)}"
+        self._outage.failed(exc, "the requests that need it get 503 until it is back", problem.split(":")[0])
+        return ServiceUnavailableError(f"{self.what} {problem}", cause=exc, retry_after=1.0)
+
+    def ok(self) -> None:
+        self._outage.ok()
 
 
 # ----------------------------------------------------------------------------- queries
@@ -172,22 +211,48 @@ class _Queries:
 # ----------------------------------------------------------------------------- connecting
 
 
-async def connect(settings: DatabaseSettings, plugin_id: str) -> SqliteDatabase | PgDatabase:
+async def connect(settings: DatabaseSettings, plugin_id: str, guard: Unavailable) -> SqliteDatabase | PgDatabase:
     """Open the plugin's database as ``settings`` describe, creating it if needed."""
     if settings.client == "sqlite":
         from services.database_sqlite import SqliteDatabase
 
         conn = settings.connection
         if conn == ":memory:":
-            return SqliteDatabase(":memory:")
+            return SqliteDatabase(":memory:", guard=guard)
         if conn is not None and not isinstance(conn, dict):
             raise ValueError("backend.database.connection for sqlite must be ':memory:' or {directory: <dir>}")
-        directory = Path((conn or {}).get("directory") or "var/data")
-        directory.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(str(directory / f"{plugin_id}.sqlite"), settings.pool_max)
+        directory = sqlite_directory(settings, plugin_id) or Path("var/data")
+        if not directory.is_dir():
+            try:
+                directory.mkdir(0o700 if settings.own_directory else 0o777, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise guard.error(exc, f"cannot be created: {reason(exc)}") from exc
+        return SqliteDatabase(str(directory / f"{plugin_id}.sqlite"), settings.pool_max, guard=guard)
     from services.database_postgres import connect_postgres  # asyncpg only when PostgreSQL is configured
 
-    return await connect_postgres(settings, plugin_id)
+    return await connect_postgres(settings, plugin_id, guard)
+
+
+def _has_own_user(config: Any, plugin_id: str) -> bool:
+    """Whether ``plugin_id``'s workers run as an OS user of their own (``backend.workers``' ``user``)."""
+    return (
+        config.get_optional(f"backend.workers.plugins.{plugin_id}.user") is not None
+        or config.get_optional("backend.workers.user") is not None
+    )
+
+
+def sqlite_directory(settings: DatabaseSettings, plugin_id: str) -> Path | None:
+    """The directory of the plugin's SQLite files (``None``: in memory, or not SQLite).
+
+    A plugin whose workers run as an OS user of their own (``backend.workers.plugins.<id>.user``, or
+    ``backend.workers.user``) has a directory of its own, ``<directory>/<pluginId>``: the kernel makes
+    it that user's, mode 0700, so no other plugin's user can open its files (``kernel.os_users``).
+    """
+    conn = settings.connection
+    if settings.client != "sqlite" or not (conn is None or isinstance(conn, dict)):
+        return None
+    directory = Path((conn or {}).get("directory") or "var/data")
+    return directory / plugin_id if settings.own_directory else directory
 
 
 # ----------------------------------------------------------------------------- the service
@@ -196,19 +261,22 @@ async def connect(settings: DatabaseSettings, plugin_id: str) -> SqliteDatabase 
 class PluginDatabase:
     """A ``DatabaseService``: the plugin's database, opened on first use."""
 
-    def __init__(self, settings: DatabaseSettings, plugin_id: str) -> None:
+    def __init__(self, settings: DatabaseSettings, plugin_id: str, logger: Logger | None = None) -> None:
         self.settings = settings
         self.plugin_id = plugin_id
         self._db: SqliteDatabase | PgDatabase | None = None
         self._lock = asyncio.Lock()
+        engine = "SQLite" if settings.client == "sqlite" else "PostgreSQL"
+        self._guard = Unavailable(plugin_id, engine, logger or plugin_logger(plugin_id))
 
     async def get_client(self) -> Database:
         return await self._client()
 
     async def _client(self) -> SqliteDatabase | PgDatabase:
         async with self._lock:
-            if self._db is None:
-                self._db = await connect(self.settings, self.plugin_id)
+            if self._db is None:  # a server away now: 503, and the next call tries again
+                self._db = await connect(self.settings, self.plugin_id, self._guard)
+                self._guard.ok()
             return self._db
 
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> list[str]:
@@ -217,6 +285,8 @@ class PluginDatabase:
         if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"plugin '{self.plugin_id}': migration names must be unique, non-empty strings")
         db = await self._client()
+        if await _all_recorded(db, names):
+            return []
         applied: list[str] = []
         async with db.transaction() as tx:
             await db.lock_migrations(tx)
@@ -241,9 +311,20 @@ class PluginDatabase:
                 self._db = None
 
 
-def create_database(config: ConfigReader, plugin_id: str) -> PluginDatabase:
+async def _all_recorded(db: SqliteDatabase | PgDatabase, names: list[str]) -> bool:
+    """Whether every migration is recorded already: a read, no lock (a recorded one is never undone)."""
+    try:
+        done = {row["name"] for row in await db.fetch_all("SELECT name FROM kernel_migrations")}
+    except ServiceUnavailableError:
+        raise
+    except Exception:  # no table yet
+        return False
+    return set(names) <= done
+
+
+def create_database(config: ConfigReader, plugin_id: str, logger: Logger | None = None) -> PluginDatabase:
     """The database service of ``plugin_id`` as ``backend.database`` configures it."""
-    return PluginDatabase(read_settings(config, plugin_id), plugin_id)
+    return PluginDatabase(read_settings(config, plugin_id), plugin_id, logger)
 
 
 @create_service_factory(
@@ -252,10 +333,11 @@ def create_database(config: ConfigReader, plugin_id: str) -> PluginDatabase:
         "config": core_services.root_config,
         "meta": core_services.plugin_metadata,
         "lifecycle": core_services.lifecycle,
+        "logger": core_services.logger,
     },
 )
-def _database(config: RootConfig, meta: PluginMetadata, lifecycle: Lifecycle) -> DatabaseService:
-    service = create_database(config, meta.plugin_id)
+def _database(config: RootConfig, meta: PluginMetadata, lifecycle: Lifecycle, logger: Logger) -> DatabaseService:
+    service = create_database(config, meta.plugin_id, logger)
     lifecycle.add_shutdown_hook(service.close, label="close database")
     return service
 

@@ -1,16 +1,58 @@
-"""The PostgreSQL engine of the database service (asyncpg); imported only when configured."""
+"""The PostgreSQL engine of the database service (asyncpg); imported only when configured.
+
+When the server goes away (refused, reset, shut down, out of connections or disk), every call
+raises ``ServiceUnavailableError`` naming the plugin's database (503 in the error shape), and
+the outage is logged once. The asyncpg pool drops a connection it finds closed and opens a new
+one on the next call, so the plugin recovers by itself once the server is back: no restart.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg  # type: ignore[import-untyped]
 
-from services.database import DatabaseSettings, _Queries
+from services import instruments
+from services.database import DatabaseSettings, Unavailable, _Queries
+
+#: what asyncpg raises when the server cannot be reached or used (not a mistake in the SQL)
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable, DNS, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,  # class 08: the connection broke
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+    asyncpg.AdminShutdownError,  # 57P01: the server is shutting down
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting
+)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the server is gone, not that the query was wrong."""
+    if isinstance(exc, _UNREACHABLE):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+class _OneLine(logging.Filter):
+    """asyncpg's pool logs a traceback at each try to reconnect its idle connections while the server
+    is down; the outage is logged once by the service, so those lines keep only their cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+_POOL_LOG = logging.getLogger("asyncpg.pool")
+if not any(isinstance(f, _OneLine) for f in _POOL_LOG.filters):
+    _POOL_LOG.addFilter(_OneLine())
 
 
 def _pg_status_count(status: str) -> int:
@@ -29,23 +71,55 @@ async def _pg_run(target: Any, op: str, sql: str, params: tuple[Any, ...]) -> An
     return await target.fetchval(sql, *params)
 
 
+@contextlib.asynccontextmanager
+async def _guarded(guard: Unavailable) -> AsyncIterator[None]:
+    """Turns the server going away into ``ServiceUnavailableError``; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if unreachable(exc):
+            raise guard.error(exc) from exc
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: Any, guard: Unavailable) -> AsyncIterator[None]:
+    """``conn.transaction()``: the server going away at BEGIN, COMMIT or ROLLBACK is a 503; an error
+    the caller's block raised passes unchanged."""
+    raised: BaseException | None = None
+    try:
+        async with conn.transaction():
+            try:
+                yield
+            except BaseException as exc:
+                raised = exc
+                raise
+    except Exception as exc:
+        if exc is raised or not unreachable(exc):
+            raise
+        raise guard.error(exc) from exc
+
+
 class _PgConnection(_Queries):
     """A ``Database`` bound to one asyncpg connection inside a transaction; nests with savepoints."""
 
     dialect = "postgres"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, guard: Unavailable) -> None:
         self._conn = conn
+        self._guard = guard
 
     async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        return await _pg_run(self._conn, op, sql, params)
+        async with _guarded(self._guard):
+            return await _pg_run(self._conn, op, sql, params)
 
     async def _script(self, sql: str) -> None:
-        await self._conn.execute(sql)
+        async with _guarded(self._guard):
+            await self._conn.execute(sql)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgConnection]:
-        async with self._conn.transaction():
+        async with _transaction(self._conn, self._guard):
             yield self
 
 
@@ -54,17 +128,44 @@ class PgDatabase(_Queries):
 
     dialect = "postgres"
 
-    def __init__(self, pool: Any, lock_scope: str) -> None:
+    def __init__(self, pool: Any, lock_scope: str, guard: Unavailable) -> None:
         self._pool = pool
         self._lock_key = advisory_key(f"kernel_migrations:{lock_scope}")
+        self._guard = guard
 
     async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        return await _pg_run(self._pool, op, sql, params)
+        self._pool_use(taking=1)
+        try:
+            async with _guarded(self._guard):
+                result = await _pg_run(self._pool, op, sql, params)
+        finally:
+            self._pool_use()
+        self._guard.ok()
+        return result
+
+    def _pool_use(self, taking: int = 0) -> None:
+        """``kernel_database_pool_connections``: in use (with the one being taken) and open."""
+        size = self._pool.get_size()
+        instruments.pool_use(self._guard.plugin_id, min(size - self._pool.get_idle_size() + taking, max(size, 1)), size)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgConnection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgConnection(conn)
+        raised: BaseException | None = None
+        self._pool_use(taking=1)
+        try:
+            async with self._pool.acquire() as conn, _transaction(conn, self._guard):
+                try:
+                    yield _PgConnection(conn, self._guard)
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except Exception as exc:  # acquiring or releasing the connection
+            if exc is raised or not unreachable(exc):
+                raise
+            raise self._guard.error(exc) from exc
+        finally:
+            self._pool_use()
+        self._guard.ok()
 
     async def lock_migrations(self, tx: _Queries) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
@@ -137,16 +238,23 @@ async def _pg_pool(settings: DatabaseSettings, database: str, schema: str | None
         return await create()
 
 
-async def connect_postgres(settings: DatabaseSettings, plugin_id: str) -> PgDatabase:
-    """The plugin's PostgreSQL database (or schema), created if missing."""
+async def connect_postgres(settings: DatabaseSettings, plugin_id: str, guard: Unavailable) -> PgDatabase:
+    """The plugin's PostgreSQL database (or schema), created if missing; 503 while the server is away."""
     _, configured = _pg_args(settings.connection)
     if settings.division == "schema":
         database = settings.own_database or configured or "postgres"
-        pool = await _pg_pool(settings, database, plugin_id)
-        db = PgDatabase(pool, f"{database}.{plugin_id}")
-        async with db.transaction() as tx:
-            await tx.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
-            await tx.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(plugin_id)}")
+        async with _guarded(guard):
+            pool = await _pg_pool(settings, database, plugin_id)
+        db = PgDatabase(pool, f"{database}.{plugin_id}", guard)
+        try:
+            async with db.transaction() as tx:
+                await tx.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
+                await tx.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(plugin_id)}")
+        except BaseException:
+            pool.terminate()
+            raise
         return db
     database = settings.own_database or settings.prefix + plugin_id
-    return PgDatabase(await _pg_pool(settings, database, None), database)
+    async with _guarded(guard):
+        pool = await _pg_pool(settings, database, None)
+    return PgDatabase(pool, database, guard)

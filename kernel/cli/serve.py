@@ -18,8 +18,10 @@ import sys
 from kernel.cli.common import config_paths, installed, no_config_file
 from kernel.config import Config, ConfigError, ReloadingConfig
 from kernel.discovery.parent import Installed
+from kernel.os_users import check_worker_users
 from kernel.registry import split_failures
 from kernel.settings import Settings, read_settings
+from services.database_ownership import give_sqlite_directory
 
 
 def load_checked(paths: list[str], reg: Installed) -> tuple[ReloadingConfig, Settings]:
@@ -27,6 +29,7 @@ def load_checked(paths: list[str], reg: Installed) -> tuple[ReloadingConfig, Set
     config = ReloadingConfig(paths, validate=_check_settings)
     settings = read_settings(config.current)
     check_credentials(reg, config.current)
+    check_worker_users(settings.workers, reg.plugins)  # workers under OS users of their own can start
     return config, settings
 
 
@@ -74,5 +77,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reg.provider_eps,
         dev=os.environ.get("KERNEL_ENV") == "development",
         failed=failed,
+        prepare_data=give_sqlite_directory,  # a plugin with an OS user of its own owns its SQLite files
     )
     return asyncio.run(supervisor.run())  # stdlib loop: the supervisor needs SIGCHLD

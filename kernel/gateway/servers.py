@@ -3,6 +3,10 @@
 Both serve the listener the supervisor opened (``fd``), over TLS when given a context
 (``kernel.gateway.tls``). Hypercorn speaks HTTP/1.1 and HTTP/2: over TLS by ALPN, and in the clear
 (h2c) by prior knowledge or an ``Upgrade: h2c``; uvicorn speaks HTTP/1.1 only.
+
+Either runs under the edge's limits (``backend.gateway``): the connection cap and the server's own
+refusals in the error shape (``kernel.gateway.hypercorn_edge``, ``kernel.gateway.uvicorn_edge``,
+``kernel.gateway.acceptor``), the URL and body limits around the app (``kernel.gateway.limits``).
 """
 
 from __future__ import annotations
@@ -13,55 +17,56 @@ import socket
 import ssl
 from typing import Any
 
+from kernel.gateway.acceptor import raise_open_file_limit
+from kernel.gateway.limits import LimitsMiddleware
 from kernel.gateway.stream import AnswerBrokenOff
-from kernel.transport.sockets import MAX_FRAME  # a WebSocket message travels to the worker as one frame
+from kernel.settings import GatewaySettings
 
 #: what each server offers by ALPN over TLS
 ALPN = {"hypercorn": ("h2", "http/1.1"), "uvicorn": ("http/1.1",)}
+_DEFAULTS = GatewaySettings()
 
 
-async def serve_hypercorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLContext | None = None) -> None:
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-
-    class _Config(Config):
-        """Hypercorn's config with a TLS context made by the kernel (hypercorn's own wants files)."""
-
-        @property
-        def ssl_enabled(self) -> bool:
-            return tls is not None
-
-        def create_ssl_context(self) -> ssl.SSLContext | None:
-            return tls
-
-    config = _Config()
-    config.bind = [f"fd://{fd}"]  # the secure bind when ssl_enabled
-    config.accesslog = None
-    config.errorlog = logging.getLogger("kernel.gateway.http")
-    config.errorlog.addFilter(BrokenOffFilter())
-    config.graceful_timeout = 1.0
-    config.websocket_max_message_size = MAX_FRAME
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+def _limited(app: Any, settings: GatewaySettings) -> Any:
+    """The app under the limits every server shares (``kernel.gateway.limits``)."""
+    return LimitsMiddleware(
+        app,
+        max_url_length=settings.max_url_length,
+        max_header_size=settings.max_header_size,
+        body_idle_timeout=settings.body_idle_timeout,
+        body_timeout=settings.body_timeout,
+    )
 
 
-async def serve_uvicorn(app: Any, fd: int, stop: asyncio.Event, tls: ssl.SSLContext | None = None) -> None:
-    import uvicorn
+async def serve_hypercorn(
+    app: Any,
+    fd: int,
+    stop: asyncio.Event,
+    tls: ssl.SSLContext | None = None,
+    settings: GatewaySettings = _DEFAULTS,
+) -> None:
+    from kernel.gateway import hypercorn_edge
+
+    errorlog = logging.getLogger("kernel.gateway.http")
+    errorlog.addFilter(BrokenOffFilter())
+    raise_open_file_limit(settings.max_connections)
+    listener = socket.socket(fileno=fd)
+    await hypercorn_edge.serve(_limited(app, settings), listener, stop, tls, settings, errorlog)
+
+
+async def serve_uvicorn(
+    app: Any,
+    fd: int,
+    stop: asyncio.Event,
+    tls: ssl.SSLContext | None = None,
+    settings: GatewaySettings = _DEFAULTS,
+) -> None:
+    from kernel.gateway import uvicorn_edge
 
     logging.getLogger("uvicorn.error").addFilter(BrokenOffFilter())
-
-    config = uvicorn.Config(
-        app, http="httptools", lifespan="off", access_log=False, log_level="warning", ws_max_size=MAX_FRAME
-    )
-    config.load()
-    config.ssl = tls
-    server = uvicorn.Server(config)
-    # Hand uvicorn the inherited listener as a TCP socket: with ``fd=`` it treats it as a unix
-    # socket and never sets TCP_NODELAY (Nagle + delayed ACK: ~44 ms per request).
+    raise_open_file_limit(settings.max_connections)
     listener = socket.socket(fileno=fd)
-    task = asyncio.get_running_loop().create_task(server._serve(sockets=[listener]))  # no signal handlers
-    await stop.wait()
-    server.should_exit = True
-    await task
+    await uvicorn_edge.serve(_limited(app, settings), listener, stop, tls, settings)
 
 
 SERVERS = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}

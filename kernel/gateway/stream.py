@@ -40,9 +40,9 @@ class WorkerLink:
 
     __slots__ = ("id", "ident", "inflight", "plugin_id")
 
-    def __init__(self, wid: str, plugin_id: str) -> None:
+    def __init__(self, wid: str, plugin_id: str, route: str = "") -> None:
         self.id = wid
-        self.ident = wid.encode()
+        self.ident = (route or wid).encode()  # the worker's routing id: its id and a secret part
         self.plugin_id = plugin_id
         self.inflight = 0
 

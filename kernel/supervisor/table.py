@@ -54,9 +54,19 @@ def build_table(
             p.state = "ready" if len(ready) == p.replicas else ("degraded" if ready else "starting")
             reason = next((c.unready for c in mine if c.unready and not c.retiring), "")
         detail = {c.ident: c.state() for c in mine}
+        routes = {c.ident: c.route for c in mine if c.route and (c.ident in ready or c.ident in draining)}
         states.append(
             PluginState(
-                p.id, p.state, p.policies, ready, reason, p.entry.distribution, p.entry.version, detail, draining
+                p.id,
+                p.state,
+                p.policies,
+                ready,
+                reason,
+                p.entry.distribution,
+                p.entry.version,
+                detail,
+                draining,
+                routes,
             )
         )
     for pid, reason in failed_at_load.items():

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,3 +83,48 @@ def test_an_oversized_frame_is_refused_unread(kernel: KernelProcess, client: htt
         monitor.close(0)
         sock.close(0)
         ctx.term()
+
+
+def test_a_dead_workers_connection_cannot_be_taken_over(kernel: KernelProcess, client: httpx.Client) -> None:
+    """ZeroMQ gives a routing id to whoever connects with it once its holder is gone; a worker's is secret.
+
+    The supervisor is paused while the worker dies, so the gateway keeps routing to the dead
+    worker (the window before a new table, held open): a process that connects under the
+    worker's id, as every worker can learn it, still gets none of its requests.
+    """
+    from tests.conftest import TOKEN
+
+    plugins = client.get("/.kernel/instance/v1/plugins", headers={"authorization": f"Bearer {TOKEN}"}).json()
+    [wid] = [w for p in plugins["plugins"] if p["id"] == "echo" for w in p["workers"]]
+    pid = client.get("/api/echo/pid").json()["pid"]
+    assert kernel.proc is not None
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    received: list[Any] = []
+    answers: list[int] = []
+
+    def traffic() -> None:
+        with httpx.Client(base_url=kernel.url, timeout=10) as c:
+            for _ in range(5):
+                answers.append(c.get("/api/echo/pid").status_code)
+
+    sender = threading.Thread(target=traffic)
+    os.kill(kernel.proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        sender.start()
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:  # one claim after another, as the old connection goes
+            rogue = ctx.socket(zmq.DEALER)
+            rogue.setsockopt(zmq.LINGER, 0)
+            rogue.setsockopt(zmq.ROUTING_ID, wid.encode())
+            rogue.connect(_gateway_endpoint(kernel))
+            rogue.send(p.encode(p.Hello(p.PROTOCOL_VERSION, "worker", "echo", wid, os.getpid())))
+            while rogue.poll(50):
+                received.append(p.decode(rogue.recv()))
+            rogue.close(0)
+    finally:
+        os.kill(kernel.proc.pid, signal.SIGCONT)
+        sender.join(30)
+        ctx.term()
+    assert not [m for m in received if isinstance(m, p.RequestHead)], received
+    assert answers and answers[-1] == 200, answers  # the replacement serves

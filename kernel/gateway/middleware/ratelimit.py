@@ -17,10 +17,17 @@ The kernel's root endpoints (health, instance metadata) are not limited: a probe
 
 The counts live in a ``Store``: ``memory`` (each gateway process its own) or ``redis`` (shared by
 every gateway process and instance; ``kernel.gateway.middleware.ratelimit_stores``).
+
+A store that cannot be reached fails closed by default, as express-rate-limit does: the request
+is a 503 ``ServiceUnavailableError`` (with ``Retry-After``); ``passOnStoreError: true`` lets it
+through uncounted instead. Either way the outage is logged once when it starts and once when it
+ends, and counting resumes by itself when the store is back.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +39,7 @@ from kernel.errors import ServiceUnavailableError, TooManyRequestsError
 from kernel.gateway.routing import ADMISSION_KEY
 from kernel.protocol import Principal
 
+log = logging.getLogger("kernel.gateway")
 _COUNTED_KEY = "kernel.ratelimit.counted"
 #: what the dispatcher awaits once it knows the plugin and the principal (``None``: credentials refused)
 Admission = Callable[[Scope, str, Principal | None], Awaitable[None]]
@@ -96,6 +104,7 @@ class RateLimitMiddleware:
         self.store = store
         self.global_rule, self.plugin_rules = rules_of(settings)
         self.pass_on_store_error = settings.pass_on_store_error
+        self._down_since: float | None = None  # the store's outage, logged when it starts and ends
         rules = [r for r in (self.global_rule, *self.plugin_rules.values()) if r is not None]
         self.may_undo = any(r.skip_successful or r.skip_failed for r in rules)
 
@@ -135,13 +144,25 @@ class RateLimitMiddleware:
             try:
                 count, reset = await self.store.hit(rule.prefix + key, rule.window)
             except Exception as exc:
+                self._store_failed(exc)
                 if self.pass_on_store_error:
                     continue
-                raise ServiceUnavailableError(f"The rate limit store is unavailable: {exc}") from exc
+                raise ServiceUnavailableError("The rate limit store is unavailable", retry_after=1.0) from exc
+            if self._down_since is not None:
+                log.info("the rate limit store is back after %.1fs", time.monotonic() - self._down_since)
+                self._down_since = None
             counted.append((rule, rule.prefix + key))
             scope[_COUNTED_KEY] = counted
             if count > rule.limit:
                 raise TooManyRequestsError("Too many requests, please try again later", retry_after=reset)
+
+    def _store_failed(self, exc: Exception) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            then = "requests pass uncounted" if self.pass_on_store_error else "requests get 503"
+            log.warning(
+                "the rate limit store is unavailable (%s: %s); %s until it is back", type(exc).__name__, exc, then
+            )
 
     async def _undo(self, counted: object, status: int) -> None:
         """Take back the counts of rules that skip requests like this one (by its final status)."""
