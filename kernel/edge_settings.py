@@ -3,7 +3,8 @@
 The reference system's keys, with its defaults: ``backend.cors``, ``backend.csp``,
 ``backend.rateLimit``, ``backend.trustProxy``, ``backend.https``, ``backend.health.headers``;
 and the kernel's own: ``backend.securityHeaders``, ``backend.compression``,
-``backend.accessLog``, ``backend.requestId``. ``kernel.settings.Settings.edge`` holds them (this
+``backend.accessLog``, ``backend.requestId``, ``backend.dashboard`` (the kernel's own page at the
+root, as the health endpoints are). ``kernel.settings.Settings.edge`` holds them (this
 module exists so that ``kernel/settings.py`` stays small); ``read_edge_settings`` reads and
 validates them, a mistake is a ``ConfigError`` naming the key.
 
@@ -28,6 +29,7 @@ __all__ = [
     "Certificate",
     "CompressionSettings",
     "CorsSettings",
+    "DashboardSettings",
     "EdgeSettings",
     "HealthSettings",
     "HttpsSettings",
@@ -36,6 +38,7 @@ __all__ = [
     "RateLimitStore",
     "RequestIdSettings",
     "parse_duration",
+    "read_dashboard_settings",
     "read_edge_settings",
 ]
 
@@ -179,6 +182,22 @@ class HealthSettings(_S, frozen=True):
     headers: dict[str, str] = {}
 
 
+class DashboardSettings(_S, frozen=True):
+    """``backend.dashboard``: the live dashboard at ``/.kernel/dashboard`` (``kernel.dashboard``), for operators.
+
+    The page holds no data; its snapshot (``/.kernel/dashboard/v1/snapshot``, which ``kernel status``
+    reads too) needs the credentials of a principal listed in ``operators``. Secure by default: with
+    no operator listed, every caller is refused (403).
+    """
+
+    #: serve the dashboard page and its snapshot (false: both answer 404)
+    enabled: bool = True
+    #: who may read the snapshot: principal subjects, such as `external:ops` (a static token of
+    #: `backend.auth.externalAccess` with subject `ops`) or a user entity ref (`user:default/alice`);
+    #: nobody when empty
+    operators: list[str] = []
+
+
 class CompressionSettings(_S, frozen=True):
     """``backend.compression``: gzip (and brotli, with the ``brotli`` extra) of compressible answers over ``threshold`` bytes."""
 
@@ -223,6 +242,8 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     #: ``backend.https``; not set: plain HTTP
     https: HttpsSettings | None = None
     health: HealthSettings = HealthSettings()
+    #: ``backend.dashboard``: the kernel's own page at its root, like the health endpoints
+    dashboard: DashboardSettings = DashboardSettings()
     compression: CompressionSettings = CompressionSettings()
     access_log: AccessLogSettings = AccessLogSettings()
     request_id: RequestIdSettings = RequestIdSettings()
@@ -358,6 +379,19 @@ def _no_true(values: Mapping[str, Any], key: str, what: str) -> None:
             raise ConfigError(f"Invalid config: {key}.{name} must be {what} or false (to remove it)")
 
 
+def read_dashboard_settings(config: _HasGetOptional) -> DashboardSettings:
+    """``backend.dashboard``, validated (the dashboard reads it on each request: it follows reloads)."""
+    key = "backend.dashboard"
+    settings: DashboardSettings = _convert(config.get_optional(key), key, DashboardSettings)
+    for i, subject in enumerate(settings.operators):
+        if not subject or subject != subject.strip():
+            raise ConfigError(
+                f"Invalid config: {key}.operators[{i}] must be a principal subject (such as external:ops or "
+                f"user:default/alice), got {subject!r}"
+            )
+    return settings
+
+
 def read_edge_settings(config: _HasGetOptional) -> EdgeSettings:
     """The HTTP edge's settings (see the module doc), validated."""
     cors_raw = config.get_optional("backend.cors")
@@ -390,6 +424,7 @@ def read_edge_settings(config: _HasGetOptional) -> EdgeSettings:
         trust_proxy=_trust_proxy(config.get_optional("backend.trustProxy")),
         https=https,
         health=_convert(config.get_optional("backend.health"), "backend.health", HealthSettings),
+        dashboard=read_dashboard_settings(config),
         compression=compression,
         access_log=_convert(config.get_optional("backend.accessLog"), "backend.accessLog", AccessLogSettings),
         request_id=_convert(config.get_optional("backend.requestId"), "backend.requestId", RequestIdSettings),

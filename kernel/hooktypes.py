@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel.errors import AuthenticationError
-from kernel.protocol import PluginState, Principal
+from kernel.protocol import PluginState, Principal, Stats
 
 if TYPE_CHECKING:
     import argparse
@@ -76,6 +76,14 @@ class GatewayView(Protocol):
 
     def plugin_states(self) -> Sequence[PluginState]:
         """Every plugin as the supervisor last reported it, with its workers' states."""
+        ...
+
+    def recent_errors(self) -> list[dict[str, Any]]:
+        """This gateway's last server errors, newest first: ``at``, ``method``, ``path``, ``status``, ``plugin_id``, ``request_id``."""
+        ...
+
+    def stats(self) -> Stats | None:
+        """The supervisor's latest figures of every process (memory, CPU, load, restarts); ``None`` before its first tick."""
         ...
 
     async def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:

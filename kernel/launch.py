@@ -26,6 +26,7 @@ from typing import IO, TypeVar
 import msgspec
 
 from kernel.config import Config, ConfigSnapshot, LiveConfig
+from kernel.os_users import GATEWAY_UMASK, WORKER_UMASK, worker_identity
 from kernel.protocol import ConfigUpdate
 from kernel.settings import Settings
 
@@ -47,6 +48,8 @@ class GatewaySpec(msgspec.Struct, frozen=True, tag="gateway"):
     dev: bool = False
     #: proves to the supervisor that this process is the gateway it started (read from stdin only)
     secret: str = ""
+    #: the inherited listener of the metrics' own port (``backend.metrics.port``), -1: none
+    metrics_fd: int = -1
 
     @property
     def name(self) -> str:
@@ -66,6 +69,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, tag="worker"):
     dev: bool = False
     #: proves to the supervisor that this process is the worker it started (read from stdin only)
     secret: str = ""
+    #: its routing id on the gateways' sockets: its id and a secret part, so that no other process
+    #: can take over its connection (ZeroMQ hands a routing id to whoever connects with it next)
+    route: str = ""
 
     @property
     def name(self) -> str:
@@ -77,11 +83,29 @@ S = TypeVar("S", GatewaySpec, WorkerSpec)
 
 
 def spawn(spec: ChildSpec, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    """Start the child ``spec`` describes and hand it the spec on its stdin."""
+    """Start the child ``spec`` describes and hand it the spec on its stdin.
+
+    A worker whose plugin has an OS user of its own (``kernel.os_users``) runs as that user and group,
+    with the runtime group as its one supplementary group and umask 077; gateways then bind their
+    socket group-writable (umask 007), for that group.
+    """
     module = "kernel.gateway" if isinstance(spec, GatewaySpec) else "kernel.worker"
-    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    who = worker_identity(spec.settings.workers, spec.plugin_id) if isinstance(spec, WorkerSpec) else None
+    env = {**(who.environment() if who else os.environ), PARENT_ENV: str(os.getpid())}
+    umask = -1  # the kernel's
+    if who is not None:
+        umask = WORKER_UMASK
+    elif isinstance(spec, GatewaySpec) and spec.settings.workers.runtime_group is not None:
+        umask = GATEWAY_UMASK
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, spec.name], env=env, stdin=subprocess.PIPE, pass_fds=pass_fds
+        [sys.executable, "-m", module, spec.name],
+        env=env,
+        stdin=subprocess.PIPE,
+        pass_fds=pass_fds,
+        user=who.uid if who else None,
+        group=who.gid if who else None,
+        extra_groups=[who.runtime_gid] if who else None,
+        umask=umask,
     )
     assert proc.stdin is not None
     data = msgspec.json.encode(spec)
@@ -110,6 +134,13 @@ def start_child(spec_type: type[S]) -> S:
     configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
     install_crash_handlers(spec.plugin_id if isinstance(spec, WorkerSpec) else spec.name)
     install_event_loop_policy()
+    if spec.settings.tracing.enabled:  # this process's tracer provider, before anything opens a client session
+        from kernel.tracing import start_tracing
+
+        if isinstance(spec, WorkerSpec):
+            start_tracing(spec.settings.tracing, role="worker", name=spec.name, plugin_id=spec.plugin_id)
+        else:
+            start_tracing(spec.settings.tracing, role="gateway", name=spec.name)
     return spec
 
 

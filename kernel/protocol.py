@@ -16,7 +16,7 @@ import msgspec
 
 from kernel.errors import ProtocolError
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: flow control, the same on both sides: a sender may have WINDOW body chunks (or WebSocket
 #: messages) of a stream unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW)
 WINDOW = 16
@@ -158,6 +158,13 @@ class Heartbeat(_Msg, tag=8, frozen=True):
     reason: str = ""
     #: a worker's requests and WebSockets started so far (for ``maxRequests`` recycling)
     served: int = 0
+    #: a worker's requests and WebSockets open now
+    in_flight: int = 0
+    #: handler time of the requests a worker finished in its last ten beats, median and 99th percentile
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    #: an answer to the supervisor's beat sent at this time (its round trip), else 0
+    echo: float = 0.0
 
 
 class Shutdown(_Msg, tag=9, frozen=True):
@@ -183,6 +190,8 @@ class PluginState(msgspec.Struct, frozen=True, array_like=True):
     worker_states: dict[str, str] = {}
     #: workers being replaced: no new requests, but the streams they serve run to their end
     draining: list[str] = []
+    #: worker id -> its routing id on the gateways' sockets (secret: a stream answers only to it)
+    routes: dict[str, str] = {}
 
 
 class WorkerTable(_Msg, tag=10, frozen=True):
@@ -210,6 +219,39 @@ class TableApplied(_Msg, tag=16, frozen=True):
     """A gateway routes by the worker table of ``generation`` now (gateway -> supervisor)."""
 
     generation: int
+
+
+class ProcessSample(msgspec.Struct, frozen=True, array_like=True):
+    """One process of the kernel as the supervisor saw it at its last tick."""
+
+    kind: Literal["supervisor", "gateway", "worker"]
+    ident: str
+    pid: int
+    plugin_id: str = ""
+    #: "starting" | "ready" | "unready: <why>" | "draining" (workers), "ready" | "starting" (gateways)
+    state: str = ""
+    started_at: float = 0.0
+    rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+    #: the last heartbeat's round trip through the control channel
+    heartbeat_rtt_ms: float = 0.0
+    served: int = 0
+    in_flight: int = 0
+    #: requests started per second over the last tick
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+
+class Stats(_Msg, tag=17, frozen=True):
+    """Every process's figures and each plugin's restart counts, sent to gateways every tick."""
+
+    at: float
+    processes: list[ProcessSample]
+    #: plugin id -> workers restarted after dying, since the kernel started
+    restarts: dict[str, int]
+    #: plugin id -> workers replaced on purpose (reload, memory or request limits)
+    recycles: dict[str, int]
 
 
 class WsAccept(_Msg, tag=13, frozen=True):
@@ -250,6 +292,7 @@ Message = (
     | ConfigUpdate
     | Policies
     | TableApplied
+    | Stats
     | WsAccept
     | WsMessage
     | WsClose

@@ -2,8 +2,10 @@
 
 Every key the kernel itself reads is here (``backend.listen``, ``backend.baseUrl``,
 ``backend.gateway``, ``backend.workers``, ``backend.startup``, ``backend.logging``,
-``backend.config.reload``, ``backend.auth``, and the HTTP edge's keys in ``kernel.edge_settings``:
-``backend.cors``, ``backend.csp``, ``backend.rateLimit``, ...); nothing else re-defaults them.
+``backend.config.reload``, ``backend.auth``, ``backend.metrics``, ``backend.gateway`` (in
+``kernel.gateway_settings``), ``backend.tracing`` (in ``kernel.tracing_settings``),
+and the HTTP edge's keys in ``kernel.edge_settings``: ``backend.cors``, ``backend.csp``,
+``backend.rateLimit``, ...); nothing else re-defaults them.
 ``read_settings`` reads and validates all of it, and a mistake is a ``ConfigError`` naming the key.
 
 A contract module: it imports only msgspec, the standard library and ``kernel.errors``, so
@@ -22,7 +24,9 @@ import msgspec
 
 from kernel.edge_settings import EdgeSettings, read_edge_settings
 from kernel.errors import ConfigError
+from kernel.gateway_settings import GatewaySettings
 from kernel.protocol import PermissionRestriction
+from kernel.tracing_settings import TracingSettings, read_tracing_settings
 from kernel.worker_settings import PluginLimits, PluginWorkers, WorkerLimits, WorkerSettings
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "ReloadSettings",
     "Settings",
     "Startup",
+    "TracingSettings",
     "WorkerLimits",
     "WorkerSettings",
     "merge",
@@ -123,26 +128,6 @@ class Listen(_S, frozen=True):
     host: str = "0.0.0.0"
     #: port the gateway listens on
     port: int = 7007
-
-
-class GatewaySettings(_S, frozen=True):
-    """``backend.gateway``."""
-
-    #: gateway processes sharing the port and the workers
-    processes: int = 1
-    #: the gateways' ASGI server: hypercorn (HTTP/2) or uvicorn (the `uvicorn` extra: faster HTTP/1.1)
-    server: Literal["hypercorn", "uvicorn"] = "hypercorn"
-    #: seconds a plugin has to send the first byte of its answer, and at most between two streamed chunks
-    request_timeout: float = 30.0
-    #: bytes a request body may have; a larger one gets 413
-    max_request_body_size: int = 100 * 1024 * 1024
-    #: the path plugins are mounted under (`/api/<pluginId>`)
-    mount: str = "/api"
-    #: seconds a request waits for a plugin with no ready worker while one is starting (a restart, a
-    #: recycle) before 503; never longer than ``request_timeout``
-    worker_wait_timeout: float = 5.0
-    #: header fields a request may carry; more get 431 before anything else reads them
-    max_headers: int = 100
 
 
 OnFailure = Literal["abort", "continue"]
@@ -266,6 +251,22 @@ class AuthSettings(msgspec.Struct, rename="camel", frozen=True):
     plugin_key_store: PluginKeyStore = PluginKeyStore()
 
 
+class MetricsSettings(_S, frozen=True):
+    """``backend.metrics``: Prometheus/OpenMetrics text of every process of the kernel, aggregated."""
+
+    #: collect and serve metrics (the gateways' request figures, the workers' services, every process)
+    enabled: bool = True
+    #: ``own``: a listener of their own at ``host``:``port``, open (keep it on loopback or a private
+    #: network); ``main``: at ``path`` on the main listener, for the dashboard's operators only
+    listener: Literal["own", "main"] = "own"
+    #: the address of their own listener
+    host: str = "127.0.0.1"
+    #: its port (9464, the usual Prometheus exporter port; 0: a free one, logged)
+    port: int = 9464
+    #: the path they are served at
+    path: str = "/metrics"
+
+
 class Settings(msgspec.Struct, frozen=True):
     """Every setting of the kernel; the defaults here are the only ones."""
 
@@ -278,6 +279,8 @@ class Settings(msgspec.Struct, frozen=True):
     reload: ReloadSettings = ReloadSettings()
     auth: AuthSettings = AuthSettings()
     edge: EdgeSettings = EdgeSettings()  # backend.cors, backend.csp, backend.rateLimit, backend.https, ...
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()  # backend.tracing (kernel.tracing_settings)
 
     def replicas(self, plugin_id: str) -> int:
         own = self.workers.plugins.get(plugin_id)
@@ -366,6 +369,8 @@ def read_settings(config: ConfigReader) -> Settings:
         reload=read_reload_settings(config),
         auth=read_auth_settings(config),
         edge=read_edge_settings(config),
+        metrics=read_section(config, "backend.metrics", MetricsSettings),
+        tracing=read_tracing_settings(config),
     )
     if settings.gateway.processes < 1:
         raise ConfigError("Invalid config: backend.gateway.processes must be at least 1")

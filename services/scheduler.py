@@ -57,6 +57,8 @@ from kernel.api import (
     core_services,
     create_service_factory,
 )
+from services import instruments
+from services.scheduler_openapi import LIST_TASKS, TRIGGER_TASK
 
 Frequency = str | float | int | timedelta
 Scope = Literal["global", "local"]
@@ -314,17 +316,19 @@ class TaskScheduler:
     async def _invoke(self, task: _Task) -> str | None:
         """Run the task once under its timeout; the error text, or None if it succeeded."""
         task.running, task.started_at = True, time.time()
+        error: str | None = None
         try:
             await asyncio.wait_for(_call(task.fn), task.timeout)
-            return None
         except TimeoutError:
             self._logger.error(f"task {task.id} timed out after {task.timeout:g}s; cancelled", task=task.id)
-            return f"timed out after {task.timeout:g}s"
+            error = f"timed out after {task.timeout:g}s"
         except Exception as exc:  # task code may raise anything
             self._logger.exception(f"task {task.id} failed", task=task.id)
-            return f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
         finally:
             task.running, task.ended_at = False, time.time()
+        instruments.task_run(self.plugin_id, task.id, task.ended_at - task.started_at, failed=error is not None)
+        return error
 
     async def _local_loop(self, task: _Task) -> None:
         while True:
@@ -444,8 +448,8 @@ class TaskScheduler:
             await self.trigger_task(request.path_params["id"])
             return JSONResponse({"taskId": request.path_params["id"], "triggered": True})
 
-        router.add_route("/.scheduler/v1/tasks", list_route, methods=["GET"])
-        router.add_route("/.scheduler/v1/tasks/{id}/trigger", trigger_route, methods=["POST"])
+        router.add_route("/.scheduler/v1/tasks", list_route, methods=["GET"], openapi=LIST_TASKS)
+        router.add_route("/.scheduler/v1/tasks/{id}/trigger", trigger_route, methods=["POST"], openapi=TRIGGER_TASK)
 
 
 @create_service_factory(

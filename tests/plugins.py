@@ -49,12 +49,19 @@ CATALOG_MODULES = FIXTURES / "catalog_modules.py"
 
 #: the plugin tests/supervisor/test_dev_reload.py edits while it serves
 LIVE = FIXTURES / "live.py"
+#: plugin ``metered``: its own prometheus counter, the cache, a manual task, a route that fails
+METERED = FIXTURES / "metered.py"
 
 #: a plugin whose first starts die (tests/supervisor/test_no_gap.py)
 FLAKY = FIXTURES / "flaky.py"
 
 #: a plugin that leaks memory on request (tests/supervisor/test_limits.py)
 HUNGRY = FIXTURES / "hungry.py"
+
+#: an OpenAPI document from typed routes and a hand-written part, requests validated (tests/openapi/)
+DOCUMENTED = FIXTURES / "documented.py"
+#: an API with planted faults the fuzz test must find (tests/fuzz/test_schemathesis.py)
+BUGGY_API = FIXTURES / "buggy_api.py"
 
 #: answers the HTTP edge's tests look at: compressible or not, streams, own headers, a logged line
 EDGE_ANSWERS = FIXTURES / "edge.py"
@@ -70,3 +77,11 @@ HANGS_AT_IMPORT = FIXTURES / "hangs_at_import.py"
 CRASHES_AT_IMPORT = FIXTURES / "crashes_at_import.py"
 #: a plugin recording which processes import it
 MARKS_IMPORT = FIXTURES / "marks_import.py"
+
+#: the fault tests' plugins (tests/faults/): a database user, a cache user
+LEDGER = FIXTURES / "ledger.py"
+MEMO = FIXTURES / "memo.py"
+#: two plugins whose handlers ignore SIGTERM: one swallows cancellation, one blocks its loop
+STUBBORN = FIXTURES / "stubborn.py"
+#: a plugin that floods its log from a thread
+CHATTY = FIXTURES / "chatty.py"

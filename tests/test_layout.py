@@ -31,7 +31,10 @@ CONTRACT = [
     "settings",
     "edge_settings",  # the HTTP edge's part of the settings schema (kernel/settings.py stays small)
     "worker_settings",  # backend.workers, for the same reason
+    "gateway_settings",  # backend.gateway, for the same reason
+    "tracing_settings",  # backend.tracing, for the same reason
     "permissions",
+    "openapi_spec",  # OpenApi and Operation, what an author declares (kernel/openapi/ builds and serves them)
 ]
 CONTRACT_MODULES = {f"kernel.{name}" for name in CONTRACT}
 NO_IO = {"zmq", "asyncio", "services"}

@@ -64,6 +64,18 @@ def _new(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    from kernel.cli.status import arguments
+
+    arguments(parser)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kernel.cli.status import run
+
+    return run(args)
+
+
 @hookimpl
 def kernel_cli_commands() -> Sequence[CliCommand]:
     return [
@@ -71,4 +83,5 @@ def kernel_cli_commands() -> Sequence[CliCommand]:
         CliCommand("plugins", "list the installed plugins", _plugins, _plugins_arguments),
         CliCommand("config", "check or print the merged app-config", _config, _config_arguments),
         CliCommand("new", "create a plugin or module package from a template", _new, _new_arguments),
+        CliCommand("status", "a running kernel's plugins, workers and processes, live", _status, _status_arguments),
     ]

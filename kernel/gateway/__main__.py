@@ -22,12 +22,14 @@ from kernel.gateway.app import GatewayState, build_app
 from kernel.gateway.auth import Authenticator
 from kernel.gateway.middleware.ratelimit_stores import create_store
 from kernel.gateway.routing import ApiDispatcher
-from kernel.gateway.servers import ALPN, SERVERS
+from kernel.gateway.servers import ALPN, SERVERS, serve_hypercorn
 from kernel.gateway.tls import server_context
 from kernel.gateway.workers import WorkerPool
 from kernel.hooktypes import CredentialVerifier, GatewayMiddleware
 from kernel.launch import GatewaySpec, apply_config_update, start_child
 from kernel.logs import configure_from_config
+from kernel.metrics.endpoint import metrics_app
+from kernel.metrics.http import RequestMetrics
 from kernel.registry import in_registration_order, load_registry
 
 log = logging.getLogger("kernel.gateway")
@@ -95,12 +97,20 @@ async def serve(spec: GatewaySpec) -> int:
         lowest_in_flight=spec.settings.lowest_in_flight_limit(),
         max_headers=g.max_headers,
     )
-    results = hooks.kernel_root_routes(gateway=GatewayState(pool, api))
+    view = GatewayState(pool, api)
+    results = hooks.kernel_root_routes(gateway=view, config=config)
     edge = spec.settings.edge
     store = create_store(edge.rate_limit.store) if edge.rate_limit is not None else None
     middleware: list[GatewayMiddleware] = in_registration_order(hooks.kernel_gateway_middleware(config=config.current))
+    metrics = RequestMetrics(pool.in_flight) if spec.settings.metrics.enabled else None
     app = build_app(
-        api, in_registration_order(results), dev=spec.dev, edge=edge, rate_limit_store=store, middleware=middleware
+        api,
+        in_registration_order(results),
+        dev=spec.dev,
+        edge=edge,
+        rate_limit_store=store,
+        middleware=middleware,
+        metrics=metrics,
     )
     tls = None
     if edge.https is not None:
@@ -108,7 +118,10 @@ async def serve(spec: GatewaySpec) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)
     pool.start()
     try:
-        await SERVERS[g.server](app, spec.fd, stop, tls)
+        servers = [SERVERS[g.server](app, spec.fd, stop, tls, g)]
+        if spec.metrics_fd >= 0:  # the metrics' own listener
+            servers.append(serve_hypercorn(metrics_app(view, spec.settings.metrics.path), spec.metrics_fd, stop))
+        await asyncio.gather(*servers)
     finally:
         pool.close()
         if store is not None:

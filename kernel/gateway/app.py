@@ -8,15 +8,15 @@ The HTTP edge (``kernel.gateway.middleware``, configured by ``kernel.edge_settin
 
 1. ``ErrorMiddleware``: a failure of the edge itself still answers in the error shape;
 2. ``ForwardedMiddleware`` (``backend.trustProxy``): the real client and scheme, for all below;
-3. ``RequestIdMiddleware``: ``X-Request-Id`` for the worker, the logs and the answer;
-4. ``AccessLogMiddleware``: one line per request, timed over everything below, with the final status;
-5. ``SecurityHeadersMiddleware``: on every answer, preflights and errors included;
-6. ``CorsMiddleware``: preflights end here; CORS headers on every answer (errors too: a browser can read them);
-7. ``CompressionMiddleware``: gzip/br of the final body;
-8. ``RateLimitMiddleware``: its check runs in the dispatcher once the principal is known (429s pass 1-7);
-9. the middleware of installed packages (``kernel_gateway_middleware``), the first listed outermost;
-10. ``ErrorMiddleware`` again: an error of the dispatcher or the root becomes an answer the edge decorates;
-11. ``Gateway``: the plugin mount or the root (``backend.health.headers`` on the health endpoints).
+3. ``ObserveMiddleware``: ``X-Request-Id`` for the worker, the logs and the answer; one access-log
+   line and the request metrics per request, timed over everything below, with the final status;
+4. ``SecurityHeadersMiddleware``: on every answer, preflights and errors included;
+5. ``CorsMiddleware``: preflights end here; CORS headers on every answer (errors too: a browser can read them);
+6. ``CompressionMiddleware``: gzip/br of the final body;
+7. ``RateLimitMiddleware``: its check runs in the dispatcher once the principal is known (429s pass 1-6);
+8. the middleware of installed packages (``kernel_gateway_middleware``), the first listed outermost;
+9. ``ErrorMiddleware`` again: an error of the dispatcher or the root becomes an answer the edge decorates;
+10. ``Gateway``: the plugin mount or the root (``backend.health.headers`` on the health endpoints).
 
 The edge is the gateway's own skeleton, assembled here in a fixed order rather than through the
 hook: its order is part of the security model (CORS and headers on 429s and 401s, the access log
@@ -34,19 +34,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernel.edge_settings import EdgeSettings
 from kernel.errors import NotFoundError
-from kernel.gateway.middleware.accesslog import AccessLogMiddleware
+from kernel.gateway import recent
 from kernel.gateway.middleware.compression import CompressionMiddleware
 from kernel.gateway.middleware.cors import CorsMiddleware
 from kernel.gateway.middleware.errors import ErrorMiddleware
 from kernel.gateway.middleware.forwarded import ForwardedMiddleware
 from kernel.gateway.middleware.headers import HealthHeadersMiddleware, SecurityHeadersMiddleware, security_headers
+from kernel.gateway.middleware.observe import ObserveMiddleware
 from kernel.gateway.middleware.ratelimit import RateLimitMiddleware, Store
-from kernel.gateway.middleware.requestid import RequestIdMiddleware
 from kernel.gateway.root import HEALTH
 from kernel.gateway.routing import ApiDispatcher
 from kernel.gateway.workers import WorkerPool
 from kernel.hooktypes import GatewayMiddleware, Headers
-from kernel.protocol import PluginState, Principal
+from kernel.metrics.http import RequestMetrics
+from kernel.protocol import PluginState, Principal, Stats
 
 
 class GatewayState:
@@ -61,6 +62,12 @@ class GatewayState:
 
     def plugin_states(self) -> Sequence[PluginState]:
         return list(self._pool.states.values())
+
+    def stats(self) -> Stats | None:
+        return self._pool.stats
+
+    def recent_errors(self) -> list[dict[str, Any]]:
+        return recent.recent()
 
     async def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
         principal = self._api.auth.authenticate(plugin_id, [], "/", headers)
@@ -83,6 +90,9 @@ class Gateway:
         if scope["type"] in ("http", "websocket") and scope["path"].startswith(self.prefix):
             await self.api(scope, receive, send)
         else:
+            # with an app in the scope, a Starlette route raises its 405 (which the error layer
+            # answers in the error shape, ``Allow`` kept) instead of answering it in plain text
+            scope.setdefault("app", self)
             await self.root(scope, receive, send)
 
 
@@ -94,6 +104,7 @@ def build_app(
     edge: EdgeSettings | None = None,
     rate_limit_store: Store | None = None,
     middleware: Sequence[GatewayMiddleware] = (),
+    metrics: RequestMetrics | None = None,
 ) -> ASGIApp:
     """The gateway's app; without ``edge``, only the plugin mount and the root behind error handling."""
     root: ASGIApp = Router(routes=list(root_routes), default=_not_found)
@@ -115,10 +126,10 @@ def build_app(
     headers, hsts = security_headers(edge)
     if headers or hsts:
         app = SecurityHeadersMiddleware(app, headers=headers, hsts=hsts)
-    if edge.access_log.enabled:
-        app = AccessLogMiddleware(app)
-    if edge.request_id.enabled:
-        app = RequestIdMiddleware(app)
+    if edge.access_log.enabled or edge.request_id.enabled or metrics is not None:
+        app = ObserveMiddleware(
+            app, request_ids=edge.request_id.enabled, access_log=edge.access_log.enabled, metrics=metrics
+        )
     if edge.trust_proxy:
         app = ForwardedMiddleware(app, trust=edge.trust_proxy)
     return ErrorMiddleware(app, dev=dev)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from kernel.protocol import (
     ResponseBody,
     ResponseHead,
     Shutdown,
+    Stats,
     TableApplied,
     WorkerTable,
     WsAccept,
@@ -92,6 +94,8 @@ class WorkerPool:
         self.control_endpoint = control
         self.plugins: dict[str, PluginRoute] = {}
         self.states: dict[str, PluginState] = {}
+        #: the supervisor's latest figures of every process (``None`` until its first tick)
+        self.stats: Stats | None = None
         self.accepting = False
         self.table_seen = False
         self.generation = -1
@@ -190,7 +194,9 @@ class WorkerPool:
             self._apply(msg)
             self.control.offer(TableApplied(msg.generation))  # resends too: an answer may have been lost
         elif type(msg) is Heartbeat:
-            self.control.offer(Heartbeat(msg.sent_at))
+            self.control.offer(Heartbeat(time.time(), echo=msg.sent_at))
+        elif type(msg) is Stats:
+            self.stats = msg
         elif type(msg) is ConfigUpdate:
             self._on_config(msg)
         elif type(msg) is Shutdown:
@@ -206,7 +212,11 @@ class WorkerPool:
         links: dict[str, WorkerLink] = {}
         for p in table.plugins:
             for wid in (*p.workers, *p.draining):  # a draining worker takes no new stream but ends its own
-                links[wid] = self._links.get(wid) or WorkerLink(wid, p.id)
+                link = self._links.get(wid)
+                route = p.routes.get(wid, "")
+                links[wid] = (
+                    link if link is not None and link.ident == (route or wid).encode() else WorkerLink(wid, p.id, route)
+                )
         gone = set(self._links) - set(links)
         self._links = links
         self.plugins = {p.id: PluginRoute(p, links) for p in table.plugins}
@@ -228,6 +238,14 @@ class WorkerPool:
                             "stopped while handling the request"
                         )
                     )
+
+    def in_flight(self) -> dict[str, int]:
+        """Streams (requests and WebSockets) open now, per plugin."""
+        counts: dict[str, int] = {}
+        for stream in self.streams.values():
+            plugin_id = stream.worker.plugin_id
+            counts[plugin_id] = counts.get(plugin_id, 0) + 1
+        return counts
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every plugin has a ready worker, except failed plugins allowed to fail (listed as ``failed``).

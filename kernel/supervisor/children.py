@@ -18,6 +18,8 @@ from typing import Literal, Protocol
 
 from kernel.config import Config
 from kernel.launch import GatewaySpec, WorkerSpec, spawn
+from kernel.os_users import DataPreparer, prepare_worker, worker_identity
+from kernel.protocol import Heartbeat
 from kernel.registry import PluginEntry
 from kernel.settings import Settings
 from kernel.transport.endpoints import Transport
@@ -72,6 +74,8 @@ class Child:
     slot: int = 0
     #: what it must say in its Hello: handed over on its stdin, never in its environment or command line
     secret: str = ""
+    #: a worker's routing id on the gateways' sockets (its id and a secret part), told only to gateways
+    route: str = ""
     ready: bool = False
     unready: str = ""  # the worker's own readiness checks fail
     started: float = field(default_factory=time.monotonic)
@@ -85,6 +89,10 @@ class Child:
     #: a worker: requests it started (its heartbeats say), and whether a replacement is on its way
     served: int = 0
     recycling: bool = False
+    #: figures for the operator: wall-clock start, the last periodic heartbeat, the last round trip
+    started_at: float = field(default_factory=time.time)
+    beat: Heartbeat | None = None
+    rtt_ms: float = 0.0
 
     def state(self) -> str:
         if self.retiring:
@@ -105,8 +113,10 @@ class Launcher:
         config: Callable[[], Config],
         *,
         dev: bool,
+        prepare_data: DataPreparer | None = None,
     ) -> None:
         self.settings = settings
+        self.prepare_data = prepare_data
         self.providers = providers
         self.config = config
         self.dev = dev
@@ -114,7 +124,7 @@ class Launcher:
         self.gateways = [transport.endpoint(f"gateway-{i}") for i in range(settings.gateway.processes)]
         self._started = 0
 
-    def gateway(self, index: int, listener_fd: int) -> Child:
+    def gateway(self, index: int, listener_fd: int, metrics_fd: int = -1) -> Child:
         spec = GatewaySpec(
             index=index,
             fd=listener_fd,
@@ -125,21 +135,29 @@ class Launcher:
             providers=self.providers,
             dev=self.dev,
             secret=secrets.token_hex(16),
+            metrics_fd=metrics_fd,
         )
-        process = LocalProcess(spawn(spec, (listener_fd,)))
+        process = LocalProcess(spawn(spec, (listener_fd, metrics_fd) if metrics_fd >= 0 else (listener_fd,)))
         return Child(spec.name, "gateway", process, slot=index, secret=spec.secret)
 
     def worker(self, plugin: PluginEntry, slot: int) -> Child:
         self._started += 1
+        worker_id = f"{plugin.id}.{slot}.{self._started}"
+        config = self.config()
+        who = worker_identity(self.settings.workers, plugin.id)
+        if who is not None:  # an OS user of its own: open it the sockets, make its data directory its own
+            prepare_worker(who, [self.control, *self.gateways], config, plugin.id, self.prepare_data)
         spec = WorkerSpec(
             plugin_id=plugin.id,
-            worker_id=f"{plugin.id}.{slot}.{self._started}",
+            worker_id=worker_id,
             entry_points=[plugin.entry_point, *(m.entry_point for m in plugin.modules), *self.providers],
             control=self.control,
             gateways=self.gateways,
             settings=self.settings,
-            config=self.config().snapshot(),
+            config=config.snapshot(),
             dev=self.dev,
             secret=secrets.token_hex(16),
+            route=f"{worker_id}#{secrets.token_hex(16)}",
         )
-        return Child(spec.name, "worker", LocalProcess(spawn(spec)), plugin_id=plugin.id, slot=slot, secret=spec.secret)
+        process = LocalProcess(spawn(spec))
+        return Child(spec.name, "worker", process, plugin_id=plugin.id, slot=slot, secret=spec.secret, route=spec.route)

@@ -82,8 +82,12 @@ class ControlChannel:
             child.applied = max(child.applied, msg.generation)
         elif type(msg) is Policies and child.ready and child.kind == "worker":
             self.on_policies(child, msg)
-        elif type(msg) is Heartbeat and msg.served != child.served:
-            child.served = msg.served
+        elif type(msg) is Heartbeat:
+            if msg.echo:
+                child.rtt_ms = (time.time() - msg.echo) * 1000
+            else:
+                child.beat = msg
+                child.served = msg.served
         if type(msg) is Heartbeat and msg.reason != child.unready:
             child.unready = msg.reason
             log.warning("worker %s is %s", child.ident, f"unready ({msg.reason})" if msg.reason else "ready again")

@@ -10,23 +10,19 @@ killed at once and restarted like any dead worker (it counts towards flapping). 
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
+
+from kernel.supervisor.stats import rss_bytes
 
 if TYPE_CHECKING:
     from kernel.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("kernel")
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def rss_mb(pid: int) -> float | None:
     """Resident memory of ``pid`` in MiB, or ``None`` when it cannot be read (gone, not Linux)."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE / (1024 * 1024)
-    except (OSError, ValueError, IndexError):
-        return None
+    return (rss_bytes(pid) / (1024 * 1024)) or None
 
 
 def check_limits(sup: Supervisor) -> None:

@@ -90,6 +90,7 @@ class Replacer:
             c.replacing = False
         for c in old:
             c.retiring = True
+            sup.stats.recycled(plugin_id)
         sup.publish()
         await self._gateways_applied(sup.generation)
         grace = sup.settings.workers.shutdown_grace

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from kernel.config import Config, ReloadingConfig
 from kernel.launch import config_update
+from kernel.metrics.files import make_directory, remove_directory
+from kernel.os_users import DataPreparer
 from kernel.protocol import AuthPolicy, Heartbeat, Hello, Policies, Shutdown, encode
 from kernel.registry import PluginEntry
 from kernel.settings import Settings
@@ -30,6 +32,7 @@ from kernel.supervisor.limits import check_limits
 from kernel.supervisor.replace import Replacer
 from kernel.supervisor.restarts import RestartPolicy
 from kernel.supervisor.sources import SourceWatcher, source_roots
+from kernel.supervisor.stats import StatsKeeper
 from kernel.supervisor.table import PluginRecord, build_table
 from kernel.transport.endpoints import IpcTransport, Transport
 
@@ -48,6 +51,7 @@ class Supervisor:
         dev: bool = False,
         failed: dict[str, str] | None = None,
         transport: Transport | None = None,
+        prepare_data: DataPreparer | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -64,7 +68,9 @@ class Supervisor:
         }
         self.failed_at_load = dict(failed or {})
         self.transport = transport or IpcTransport()
-        self.launcher = Launcher(settings, self.transport, providers, lambda: self.config.current, dev=dev)
+        self.launcher = Launcher(
+            settings, self.transport, providers, lambda: self.config.current, dev=dev, prepare_data=prepare_data
+        )
         self.children: dict[str, Child] = {}
         self.control = ControlChannel(
             self.launcher.control, self.children, self._on_ready, self.publish, self._on_policies
@@ -78,12 +84,16 @@ class Supervisor:
         self._signal: int | None = None
         self._gateway_deaths = RestartPolicy(w.flapping_limit, w.flapping_window, 0.0, 0.0)
         self.listener: socket.socket | None = None
+        self.metrics_listener: socket.socket | None = None
+        self.metrics_dir = ""
         self.replacer = Replacer(self)
+        self.stats = StatsKeeper()
 
     # -- children ------------------------------------------------------------------
     def start_gateway(self, index: int) -> None:
         assert self.listener is not None
-        child = self.launcher.gateway(index, self.listener.fileno())
+        metrics_fd = self.metrics_listener.fileno() if self.metrics_listener is not None else -1
+        child = self.launcher.gateway(index, self.listener.fileno(), metrics_fd)
         self.children[child.ident] = child
 
     def start_worker(self, plugin: PluginRecord, slot: int, *, replacing: bool = False) -> Child:
@@ -146,6 +156,7 @@ class Supervisor:
 
     def _on_exit(self, child: Child, code: int) -> None:
         self.children.pop(child.ident, None)
+        self.stats.on_exit(child)
         if self.stopping:
             return
         if child.retiring:  # replaced, and done draining
@@ -184,6 +195,7 @@ class Supervisor:
             loop.call_later(cooldown, self._after_cooldown, plugin)
             return
         delay = plugin.restarts.next_delay()
+        self.stats.restarted(plugin.id)
         self.publish()
         loop.call_later(delay, self._restart_worker, plugin, child.slot)
 
@@ -210,13 +222,14 @@ class Supervisor:
 
     async def _watch(self) -> None:
         w = self.settings.workers
-        beat = encode(Heartbeat(0.0))
         while True:
             await asyncio.sleep(w.heartbeat_interval)
             self._reap()
             now = time.monotonic()
             if not self.stopping:
                 check_limits(self)
+                self.control.broadcast(self._gateways(), self.stats.sample(self.children.values()))
+            beat = encode(Heartbeat(time.time()))  # answers carry it back: the round trip
             for child in list(self.children.values()):
                 if child.ready:
                     self.control.send(child, beat)
@@ -241,6 +254,11 @@ class Supervisor:
             self.transport.close()
             return 1
         self.listener.set_inheritable(True)
+        if not self._open_metrics():
+            self.control.close()
+            self.transport.close()
+            self.listener.close()
+            return 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
@@ -254,12 +272,16 @@ class Supervisor:
         for pid, reason in self.failed_at_load.items():
             log.error("plugin '%s' not started: %s", pid, reason)
         log.info(
-            "kernel listening on http://%s:%d with %d plugin(s): %s",
+            "kernel listening on %s://%s:%d with %d plugin(s): %s",
+            "https" if self.settings.edge.https is not None else "http",
             listen.host,
             self.listener.getsockname()[1],  # the port the listener got (backend.listen.port 0: a free one)
             len(self.plugins),
             ", ".join(self.plugins) or "none",
         )
+        if self.metrics_listener is not None:
+            host, port = self.metrics_listener.getsockname()[:2]
+            log.info("metrics on http://%s:%d%s", host, port, self.settings.metrics.path)
         watch = loop.create_task(self._watch())
         sources = loop.create_task(self._watch_sources()) if self.dev else None
         await self._stop.wait()
@@ -316,8 +338,27 @@ class Supervisor:
         self.control.close()
         if self.listener is not None:
             self.listener.close()
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
+        if self.metrics_dir:
+            remove_directory(self.metrics_dir)
         self.transport.close()
         log.info("kernel stopped")
+
+    def _open_metrics(self) -> bool:
+        """``backend.metrics``: the shared directory, and the metrics' own listener if it has one."""
+        m = self.settings.metrics
+        if not m.enabled:
+            return True
+        if m.listener == "own":
+            try:
+                self.metrics_listener = socket.create_server((m.host, m.port), backlog=128)
+            except OSError as exc:
+                log.error("cannot listen on %s:%d for metrics (backend.metrics.port): %s", m.host, m.port, exc.strerror)
+                return False
+            self.metrics_listener.set_inheritable(True)
+        self.metrics_dir = make_directory()
+        return True
 
     async def _wait_exit(self, children: list[Child], timeout: float) -> None:
         deadline = time.monotonic() + timeout

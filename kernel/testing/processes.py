@@ -192,6 +192,11 @@ class KernelProcess:
         cfg: dict[str, Any] = json.loads(json.dumps(config or {}))
         backend = cfg.setdefault("backend", {})
         backend.setdefault("listen", {}).update({"host": "127.0.0.1", "port": self.port})
+        metrics = backend.setdefault("metrics", {})
+        self.metrics_port: int | None = None
+        if isinstance(metrics, dict) and metrics.get("listener", "own") == "own":
+            #: a free port unless the test chose one: kernels of a test run side by side
+            self.metrics_port = metrics.setdefault("port", free_port())
         self._dir = tempfile.mkdtemp(prefix="kernel-test-")
         self.config_path = Path(self._dir) / "app-config.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
@@ -204,6 +209,11 @@ class KernelProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where this kernel's metrics are scraped (its own metrics listener)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, wait: bool = True, timeout: float = 20.0) -> KernelProcess:
         env = {**os.environ, **self.extra_env}

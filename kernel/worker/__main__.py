@@ -58,7 +58,12 @@ async def serve(spec: WorkerSpec) -> int:
         module_policy=partial(spec.settings.module_boot_policy, spec.plugin_id),
     )
     root_path = f"{spec.settings.gateway.mount.rstrip('/')}/{spec.plugin_id}"
-    dispatcher = Dispatcher(plugin.app, spec.plugin_id, root_path, dev=spec.dev)
+    app = plugin.app
+    if spec.settings.tracing.enabled:  # the handler in a span, the child of the gateway's
+        from kernel.worker.tracing import HandlerSpanMiddleware
+
+        app = HandlerSpanMiddleware(app, plugin_id=spec.plugin_id)
+    dispatcher = Dispatcher(app, spec.plugin_id, root_path, dev=spec.dev)
     link = WorkerConnection(
         spec,
         dispatcher,

@@ -61,7 +61,7 @@ class WorkerConnection:
         spec = self.spec
         greeting = hello("worker", plugin_id=spec.plugin_id, worker_id=spec.worker_id)
         for index, endpoint in enumerate(spec.gateways):
-            sock = dealer(ctx, endpoint, spec.worker_id, unbounded=True)
+            sock = dealer(ctx, endpoint, spec.route or spec.worker_id, unbounded=True)
             channel = Channel(
                 sock, self._gateway_handler(index), routed=False, name=f"{spec.worker_id} -> gateway {index}",
                 on_bad_frame=self._bad_frame,
@@ -98,9 +98,17 @@ class WorkerConnection:
 
         return handle
 
+    def _beat(self, echo: float = 0.0) -> Heartbeat:
+        """This worker's heartbeat; a periodic one (no ``echo``) closes an interval of handler times."""
+        p50, p99 = self.dispatcher.latency.percentiles() if not echo else (0.0, 0.0)
+        d = self.dispatcher
+        return Heartbeat(time.time(), not self._unready, self._unready, d.served, len(d.streams), p50, p99, echo)
+
     def _on_control(self, peer: bytes, msg: Message, frames: list[bytes]) -> None:
         self._supervisor_seen = time.monotonic()
-        if type(msg) is Shutdown:
+        if type(msg) is Heartbeat and msg.sent_at and self.control is not None:
+            self.control.offer(encode(self._beat(echo=msg.sent_at)))  # the supervisor times the round trip
+        elif type(msg) is Shutdown:
             self._stop.set()
         elif type(msg) is ConfigUpdate:
             self.on_config(msg)
@@ -159,8 +167,7 @@ class WorkerConnection:
         loop = asyncio.get_running_loop()
         checks = loop.create_task(self._readiness())
         while True:
-            beat = Heartbeat(time.time(), not self._unready, self._unready, self.dispatcher.served)
-            self.control.offer(encode(beat))
+            self.control.offer(encode(self._beat()))
             await asyncio.sleep(w.heartbeat_interval)
             if checks.done() and not checks.cancelled() and checks.exception() is not None:
                 log.error("readiness checks of plugin '%s' crashed: %r", self.spec.plugin_id, checks.exception())

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 from kernel.errors import KernelError
 from kernel.logs import REQUEST_ID, valid_request_id
 from kernel.protocol import Credit, End, Message, RequestBody, RequestHead, WsClose, WsMessage
+from kernel.worker.latency import LatencyWindow
 from kernel.worker.streams import Send, Stream, error_response
 from kernel.worker.websockets import WebSocketStream
 
@@ -38,6 +39,7 @@ class Dispatcher:
         self.dev = dev
         self.streams: dict[tuple[int, int], Stream | WebSocketStream] = {}
         self.served = 0  # requests and WebSockets started
+        self.latency = LatencyWindow()  # handler times, for the heartbeats
 
     def on_message(self, index: int, msg: Message, frames: list[bytes], send: Send) -> None:
         """A stream message from gateway ``index``; ``send`` answers that gateway."""
@@ -68,6 +70,7 @@ class Dispatcher:
 
     async def _handle(self, key: tuple[int, int], stream: Stream | WebSocketStream) -> None:
         head = stream.head
+        start = time.perf_counter()
         for name, value in head.headers:  # this task's own context: no reset needed
             if name == b"x-request-id":
                 REQUEST_ID.set(valid_request_id(value))
@@ -91,6 +94,8 @@ class Dispatcher:
             stream.fail(exc, status, body)
         finally:
             self.streams.pop(key, None)
+            if not head.websocket:
+                self.latency.add(time.perf_counter() - start)
 
     async def drain(self, grace: float) -> None:
         """Let in-flight requests finish for ``grace`` seconds, then cancel the rest."""

@@ -7,9 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from starlette.exceptions import HTTPException
-
-from kernel import errors
+from kernel import errors, framework_errors
 from kernel.flow import Acker, CreditWindow
 from kernel.protocol import Credit, Error, RequestHead, ResponseBody, ResponseHead, encode
 
@@ -169,7 +167,11 @@ class Stream:
         """Answer with the error (``status``, JSON ``body``), or break off a response already started."""
         if not self.started:
             self.started = self.finished = True
-            headers = [(b"content-type", b"application/json"), *errors.retry_after_header(exc)]
+            headers = [
+                (b"content-type", b"application/json"),
+                *errors.retry_after_header(exc),
+                *framework_errors.own_headers(exc),
+            ]
             self._send(encode(ResponseHead(self.id, status, headers, body, False)), None)
         elif not self.finished:
             self.finished = True
@@ -202,12 +204,7 @@ def error_response(exc: BaseException, method: str, url: str, dev: bool) -> tupl
     """Status and JSON body of the error shape for an exception raised by plugin code."""
     import json
 
-    if isinstance(exc, HTTPException):
-        name = errors.name_for_status(exc.status_code)
-        status, message = exc.status_code, exc.detail or name
-    else:
-        name, status = errors.describe(exc)
-        message = str(exc) or name
+    name, status, message = framework_errors.describe(exc)
     stack = errors.format_stack(exc) if dev else None
     body = errors.error_body(name, message, method, url, status=status, stack=stack)
     return status, json.dumps(body).encode()

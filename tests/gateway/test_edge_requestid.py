@@ -13,8 +13,7 @@ import pytest
 
 from kernel.edge_settings import AccessLogSettings, EdgeSettings, RequestIdSettings
 from kernel.gateway.app import build_app
-from kernel.gateway.middleware.accesslog import AccessLogMiddleware
-from kernel.gateway.middleware.requestid import RequestIdMiddleware
+from kernel.gateway.middleware.observe import ObserveMiddleware
 from kernel.logs import valid_request_id
 from kernel.testing import KernelProcess, wait_for
 from tests.conftest import TOKEN
@@ -102,6 +101,6 @@ def test_access_log_and_request_ids_can_be_turned_off() -> None:
             found.add(type(app))
         return found
 
-    assert {AccessLogMiddleware, RequestIdMiddleware} <= layers(EdgeSettings())
+    assert {ObserveMiddleware} <= layers(EdgeSettings())
     off = EdgeSettings(access_log=AccessLogSettings(enabled=False), request_id=RequestIdSettings(enabled=False))
-    assert not {AccessLogMiddleware, RequestIdMiddleware} & layers(off)
+    assert not {ObserveMiddleware} & layers(off)

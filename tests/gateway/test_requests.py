@@ -260,3 +260,34 @@ def test_too_many_header_fields_get_431_in_the_error_shape(kernel: KernelProcess
     status, body = _raw_answer(kernel, b"GET /api/echo/pid HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
     assert status == 431 and body["error"]["name"] == "RequestHeaderFieldsTooLargeError"
     assert "over the limit of 100" in body["error"]["message"]
+
+
+def _close_wait(port: int) -> int:
+    """Sockets of the kernel's port in CLOSE-WAIT: the client closed, the gateway has not yet."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "08":
+                    count += 1
+    return count
+
+
+def test_a_connection_the_client_closed_is_closed_at_once(kernel: KernelProcess) -> None:
+    """Not after the keep-alive timeout (75 s): each one would hold its memory until then (found by the soak)."""
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", kernel.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/echo/pid HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    wait_for(lambda: _close_wait(kernel.port) == 0, 10, "the gateway kept client-closed connections open")
+
+
+def test_a_path_cannot_forge_an_access_log_line(kernel: KernelProcess) -> None:
+    with httpx.Client(base_url=kernel.url, timeout=10) as client:
+        resp = client.get("/api/echo/nothing%0A12:00:00%20INFO%20forged-line%20status=200")
+    assert resp.status_code == 401  # not an open route
+    lines = wait_for(
+        lambda: [ln for ln in kernel.output().splitlines() if "forged-line" in ln] or None, 10, "no access-log line"
+    )
+    assert all("%0A12:00:00 INFO forged-line" in ln for ln in lines), lines  # one line, the newline escaped

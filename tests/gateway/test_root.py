@@ -62,3 +62,10 @@ def test_a_token_restricted_to_plugins_is_told_so_at_the_instance_endpoint(kerne
         )
         body = assert_error_shape(c.get("/api/echo/private/whoami", headers=restricted), 403, "NotAllowedError")
         assert body["error"]["message"] == "This token may not access plugin 'echo'"  # type: ignore[index]
+
+
+def test_a_wrong_method_on_a_root_route_is_405_in_the_error_shape(kernel: KernelProcess) -> None:
+    resp = httpx.post(f"{kernel.url}/.kernel/health/v1/liveness", timeout=10)
+    assert resp.status_code == 405 and set(resp.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert resp.json()["error"]["name"] == "MethodNotAllowedError"
+    assert "gateway error" not in kernel.output()  # an answer, not a failure with a traceback

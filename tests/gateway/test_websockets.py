@@ -214,3 +214,21 @@ async def test_uvicorn_carries_sockets_too_with_the_clients_close_code(tmp_path:
                     return 4321 in (await r.json())["closed_by_client"]
 
             await wait_for_async(handler_saw_the_code, message="the client's close code never reached the handler")
+
+
+async def test_a_socket_has_a_request_id_and_one_access_log_line(
+    chat: KernelProcess, session: aiohttp.ClientSession
+) -> None:
+    headers = {**AUTH, "X-Request-Id": "ws-trace-7"}
+    async with session.ws_connect(ws_url(chat, "/api/chat/echo"), headers=headers) as ws:
+        assert ws._response.headers["x-request-id"] == "ws-trace-7"  # on the handshake's answer
+        await ws.send_str("hi")
+        assert (await ws.receive()).data == "hi"
+    line = await wait_for_async(
+        lambda: next(
+            (ln for ln in chat.output().splitlines() if "request_id=ws-trace-7" in ln and "kernel.access" in ln), None
+        ),
+        10,
+        "no access-log line for the socket",
+    )
+    assert "WEBSOCKET /api/chat/echo status=101" in line and "plugin_id=chat" in line and "principal=service" in line

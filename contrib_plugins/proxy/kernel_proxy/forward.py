@@ -18,6 +18,7 @@ it, the answer is broken off (the caller sees an incomplete body), never silentl
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Final
 
 import aiohttp
@@ -132,6 +133,9 @@ class ProxyApp:
                 await self._relay(endpoint, pool, resp, send)
             finally:
                 resp.release()
+        except (BadGatewayError, GatewayTimeoutError) as exc:
+            upstream_error(endpoint.prefix, "timeout" if isinstance(exc, GatewayTimeoutError) else "unreachable")
+            raise
         finally:
             pool.release()
 
@@ -164,6 +168,22 @@ class ProxyApp:
             )
             raise BadGatewayError(f"The upstream of proxy endpoint '{endpoint.prefix}' broke off its answer") from None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@cache
+def _upstream_errors() -> Any:
+    """``kernel_proxy_upstream_errors_total``: in the kernel's metrics, summed over the proxy's workers."""
+    from prometheus_client import Counter
+
+    return Counter(
+        "kernel_proxy_upstream_errors",
+        "Proxy requests whose upstream could not be reached, broke off or went silent, by endpoint and kind",
+        ["plugin_id", "endpoint", "kind"],
+    )
+
+
+def upstream_error(endpoint: str, kind: str) -> None:
+    _upstream_errors().labels("proxy", endpoint, kind).inc()
 
 
 def _route_path(scope: Scope, *, raw: bool = False) -> str:

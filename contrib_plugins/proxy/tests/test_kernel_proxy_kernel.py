@@ -243,10 +243,23 @@ def test_an_open_endpoint_needs_no_credentials_and_forwards_none(env: Env, clien
 # ---------------------------------------------------------------------------- upstream failures
 
 
+def _upstream_errors(env: Env, endpoint: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(env.kernel.metrics_url, timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "kernel_proxy_upstream_errors_total" and sample.labels.get("endpoint") == endpoint:
+                return sample.value
+    return 0.0
+
+
 def test_a_refused_connection_is_502(env: Env, client: httpx.Client) -> None:
+    before = _upstream_errors(env, "/refused")
     message = assert_error(client.get(env.url("/refused/x"), headers=AUTH), 502, "BadGatewayError")
     assert "'/refused'" in message and "unreachable" in message
     assert "127.0.0.1" not in message  # the target is logged, not answered
+    assert _upstream_errors(env, "/refused") == before + 1  # in the kernel's metrics
 
 
 def test_a_hanging_upstream_is_504(env: Env, client: httpx.Client) -> None:

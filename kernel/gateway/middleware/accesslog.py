@@ -1,11 +1,12 @@
-"""One line per request on the ``kernel.access`` logger, written when the answer is done.
+"""One line per request on the ``kernel.access`` logger, written when the answer is done (``write``).
 
 The message is the method and the path (without the query string: it may hold secrets), the
 fields ``status``, ``bytes`` (of the body as sent, after compression), ``duration_ms``,
 ``plugin_id`` and ``principal`` (its type; both ``-`` outside the plugin mount or before the
 dispatcher knew them) and ``request_id``, in the process's log format: in text
 ``GET /api/hello/hello status=200 bytes=27 duration_ms=1.3 plugin_id=hello principal=none request_id=…``. A request the client left before any answer is logged with status 499; one the edge
-itself failed on, with the status the error maps to.
+itself failed on, with the status the error maps to. A WebSocket gets its line when it ends,
+``WEBSOCKET /path`` with status 101 once accepted (or its refusal's status).
 
 The access log is switched by ``backend.accessLog.enabled`` alone: the logger is set to ``info``
 so that ``backend.logging.level: warn`` quiets diagnostics, not the access log.
@@ -19,9 +20,8 @@ import os
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from kernel import errors
 from kernel.gateway.middleware.requestid import SCOPE_KEY as REQUEST_ID_KEY
 from kernel.gateway.routing import PLUGIN_KEY, PRINCIPAL_KEY
 from kernel.logs import LineFormatter
@@ -30,68 +30,50 @@ log = logging.getLogger("kernel.access")
 CLIENT_CLOSED = 499
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        log.setLevel(logging.INFO)
-        template = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
-        _RECORD.update(template.__dict__)
-        _STARTED[0] = template.created - template.relativeCreated / 1000  # logging's start, as it counts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 0
-        size = 0
-
-        async def send_logged(message: Message) -> None:
-            nonlocal status, size
-            kind = message["type"]
-            if kind == "http.response.body":
-                size += len(message.get("body", b""))
-            elif kind == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_logged)
-        except Exception as exc:
-            status = status or errors.describe(exc)[1]
-            raise
-        finally:
-            _line(scope, status or CLIENT_CLOSED, size, time.perf_counter() - start)
+def prepare() -> None:
+    """Make the access log ready in this process: its logger at ``info``, the record template taken."""
+    log.setLevel(logging.INFO)
+    template = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
+    _RECORD.update(template.__dict__)
+    _STARTED[0] = template.created - template.relativeCreated / 1000  # logging's start, as it counts
 
 
-def _line(scope: Scope, status: int, size: int, seconds: float) -> None:
+def write(scope: Scope, status: int, size: int, seconds: float) -> None:
+    """The line of the request of ``scope``, answered with ``status`` and ``size`` body bytes in ``seconds``."""
     if not log.isEnabledFor(logging.INFO):
         return
-    method: str = scope["method"]
-    path: str = scope["path"]
-    ms = round(seconds * 1000, 2)
     principal = scope.get(PRINCIPAL_KEY)
     fields = {
         "status": status,
         "bytes": size,
-        "duration_ms": ms,
+        "duration_ms": round(seconds * 1000, 2),
         "plugin_id": scope.get(PLUGIN_KEY, "-"),
         "principal": principal.type if principal is not None else "-",
         "request_id": scope.get(REQUEST_ID_KEY, "-"),
     }
-    message = f"{method} {path}"
+    message = f"{scope['method'] if scope['type'] == 'http' else 'WEBSOCKET'} {_printable(scope['path'])}"
     handler = _kernel_handler()
     if handler is None:
         log.handle(_record(message, fields))
         return
     formatter = handler.formatter
     assert isinstance(formatter, LineFormatter)
-    _pending.append(formatter.line(log.name, "INFO", time.time(), _PID, message, fields) + handler.terminator)
+    # the fields' names are known not to be secret, their values are numbers or checked ids:
+    # only the message (the path) goes through the redactor
+    line = formatter.render(log.name, "INFO", time.time(), _PID, formatter.redactor.text(message), fields, None)
+    _pending.append(line + handler.terminator)
     if len(_pending) == 1:
         try:
             asyncio.get_running_loop().call_soon(_flush, handler)
         except RuntimeError:  # no event loop: write it now
             _flush(handler)
+
+
+def _printable(path: str) -> str:
+    """The path with control characters percent-encoded: a decoded ``%0A`` must not start a forged line."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else "".join(f"%{b:02X}" for b in c.encode()) for c in path)
 
 
 _PID = os.getpid()

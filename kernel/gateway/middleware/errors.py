@@ -11,7 +11,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel import errors
+from kernel import errors, framework_errors
 
 log = logging.getLogger("kernel.gateway")
 
@@ -61,13 +61,14 @@ async def deny_websocket(
 
 def error_answer(scope: Scope, exc: BaseException, *, dev: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and JSON body of the error shape for ``exc`` (a plain exception says no more in production)."""
-    name, status = errors.describe(exc)
-    message = str(exc) if isinstance(exc, errors.KernelError) or dev else "Internal error"
+    name, status, message = framework_errors.describe(exc)
+    if status >= 500 and not isinstance(exc, errors.KernelError) and not dev:
+        message = "Internal error"  # a plain exception says no more in production
     stack = errors.format_stack(exc) if dev else None
     body = errors.error_body(name, message, scope.get("method", "GET"), request_url(scope), status=status, stack=stack)
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    headers += errors.retry_after_header(exc)
+    headers += errors.retry_after_header(exc) + framework_errors.own_headers(exc)
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
     return status, headers, payload
@@ -98,7 +99,7 @@ class ErrorMiddleware:
         except Exception as exc:
             if started:
                 raise
-            if not isinstance(exc, errors.KernelError) and errors.describe(exc)[1] >= 500:
+            if not isinstance(exc, errors.KernelError) and framework_errors.describe(exc)[1] >= 500:
                 log.exception("gateway error on %s %s", scope.get("method"), request_url(scope))
             status, headers, payload = error_answer(scope, exc, dev=self.dev)
             await send({"type": "http.response.start", "status": status, "headers": headers})
