@@ -151,16 +151,20 @@ class GatewayStream(WorkerBound):
                         raise self.failure
                     data, more = self._chunks.popleft() if self._chunks else await self._next_chunk(timeout)
                 except (WorkerGone, GatewayTimeoutError) as exc:
-                    raise AnswerBrokenOff(
-                        f"the answer of plugin '{self.worker.plugin_id}' was broken off: {exc}"
-                    ) from None
+                    raise self._broken_off(exc) from None
                 await send({"type": "http.response.body", "body": data, "more_body": more})
                 credit = self._acker.consumed(more)
                 if credit:
-                    self._send(self.worker, encode(Credit(self.id, credit)), None)
+                    try:
+                        self._send(self.worker, encode(Credit(self.id, credit)), None)
+                    except WorkerGone as exc:  # it died between two chunks, before the table said so
+                        raise self._broken_off(exc) from None
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+    def _broken_off(self, exc: Exception) -> AnswerBrokenOff:
+        return AnswerBrokenOff(f"the answer of plugin '{self.worker.plugin_id}' was broken off: {exc}")
 
     async def _next_chunk(self, idle_timeout: float) -> tuple[bytes, bool]:
         """The next body chunk; a worker silent for ``idle_timeout`` seconds fails the stream."""
