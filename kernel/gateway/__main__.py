@@ -103,6 +103,8 @@ async def serve(spec: GatewaySpec) -> int:
     store = create_store(edge.rate_limit.store) if edge.rate_limit is not None else None
     middleware: list[GatewayMiddleware] = in_registration_order(hooks.kernel_gateway_middleware(config=config.current))
     metrics = RequestMetrics(pool.in_flight) if spec.settings.metrics.enabled else None
+    if metrics is not None:
+        metrics.start()
     app = build_app(
         api,
         in_registration_order(results),

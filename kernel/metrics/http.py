@@ -37,8 +37,17 @@ class RequestMetrics:
         self._pending: dict[tuple[str, int], _Counts] = {}
         self._bytes_in: dict[str, int] = {}
         self._bytes_out: dict[str, int] = {}
-        self._flushing = False
         self._had_in_flight: set[str] = set()
+
+    def start(self) -> None:
+        """Write what was gathered every ``FLUSH_EVERY`` seconds, in the running event loop, from now on."""
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            self.flush()
+            loop.call_later(FLUSH_EVERY, tick)
+
+        loop.call_later(FLUSH_EVERY, tick)
 
     def observe(self, plugin_id: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         key = (plugin_id, status // 100)
@@ -50,16 +59,9 @@ class RequestMetrics:
         if bytes_in:
             self._bytes_in[plugin_id] = self._bytes_in.get(plugin_id, 0) + bytes_in
         self._bytes_out[plugin_id] = self._bytes_out.get(plugin_id, 0) + bytes_out
-        if not self._flushing:
-            self._flushing = True
-            try:
-                asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
-            except RuntimeError:  # no event loop: write now
-                self.flush()
 
     def flush(self) -> None:
         """Write the sums gathered since the last flush, and the requests in flight now."""
-        self._flushing = False
         for counts in self._pending.values():
             counts.write()
         for sums, metric in ((self._bytes_in, self._bytes_in_metric), (self._bytes_out, self._bytes_out_metric)):
@@ -70,9 +72,6 @@ class RequestMetrics:
         for plugin_id in self._had_in_flight | set(now):
             self._in_flight_metric.labels(plugin_id).set(now.get(plugin_id, 0))
         self._had_in_flight = {p for p, n in now.items() if n}
-        if self._had_in_flight:  # keep the gauge true while requests stay open without new answers
-            self._flushing = True
-            asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
 
 
 #: the buckets' upper bounds as the histogram keeps them (the last one +Inf)

@@ -225,3 +225,16 @@ def test_on_the_main_port_for_operators_only(metered_site: Path) -> None:
         resp = httpx.get(url, headers={"authorization": f"Bearer {TOKEN}"})
         assert resp.status_code == 200 and "kernel_http_request_duration_seconds" in resp.text
         assert "metrics on" not in k.output()  # no listener of their own
+
+
+def test_requests_in_flight_are_seen_while_they_run(kernel: KernelProcess) -> None:
+    import threading
+
+    def in_flight() -> float:
+        return value(scrape(kernel), "kernel_http_requests_in_flight", plugin_id="echo")
+
+    slow = threading.Thread(target=lambda: httpx.get(f"{kernel.url}/api/echo/sleep", params={"s": 4}, timeout=20))
+    slow.start()
+    wait_for(lambda: in_flight() == 1, 10, "the running request never showed in flight")
+    slow.join()
+    wait_for(lambda: in_flight() == 0, 10, "the finished request stayed in flight")

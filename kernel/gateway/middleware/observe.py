@@ -17,7 +17,7 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel import errors
+from kernel import framework_errors
 from kernel.gateway import recent
 from kernel.gateway.middleware import accesslog, requestid
 from kernel.gateway.root import HEALTH
@@ -83,7 +83,7 @@ class ObserveMiddleware:
         try:
             await self.app(scope, counted_receive if metrics is not None else receive, observed_send)
         except Exception as exc:
-            status = status or errors.describe(exc)[1]
+            status = status or framework_errors.describe(exc)[1]
             raise
         finally:
             status = status or _CLIENT_CLOSED
