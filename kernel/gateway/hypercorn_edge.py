@@ -8,8 +8,8 @@ protocol that
 
 - answers what h11 refuses (a broken request line, bad header syntax, bad chunked framing, a head over
   ``maxHeaderSize``) in the error shape: 400 ``InputError``, 431 ``RequestHeaderFieldsTooLargeError``
-  (414 ``UriTooLongError`` when the request line alone is over it), 501 ``NotImplementedError``
-  (a transfer coding other than chunked), always closing the connection; so is a WebSocket
+  (414 ``UriTooLongError`` when the request line alone is over it), 400 also for a transfer coding
+  other than chunked, always closing the connection; so is a WebSocket
   handshake hypercorn's WebSocket stream would refuse with an empty 400;
 - gives a request ``headersTimeout`` seconds from its first byte to the end of its head, then answers
   408 ``RequestTimeoutError`` and closes (a slowloris client); before the first byte, and between
@@ -175,6 +175,8 @@ class EdgeH11Protocol(H11Protocol):
         else:
             error = conn.error if isinstance(conn, _Connection) else None
             message = _BYTEARRAY.sub(r"\1", str(error)) if error is not None else ""
+            if status_code == 501:  # a transfer coding h11 cannot frame: a client's error, 400 as under uvicorn
+                status_code = 400  # (RFC 9112 6.3: a request whose final coding is not chunked MUST get 400)
             if status_code == 400:
                 message = f"Malformed HTTP request: {message}" if message else "Malformed HTTP request"
         await self._refuse(status_code, message[:300])
