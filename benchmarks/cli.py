@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ON_REQUEST, SCENARIOS, loadgen, report
+from kernel_benchmarks import ON_REQUEST, SCENARIOS, loadgen, report
+from kernel_benchmarks.options import Options, SoakOptions
 
 DESCRIPTION = """\
 Benchmarks of kernel: the plain in-process Starlette baseline and the same
@@ -32,8 +33,13 @@ scenarios: {", ".join(SCENARIOS)}
   baseline  in-process Starlette app, same handlers, same server and settings (also run
             automatically for the ratios of hello/auth/echo/download/proxy)
   hello     GET small JSON through the gateway; --hello-variants gateways x replicas
+  hello-composed  the same GET through the kernel's whole gateway (compose_gateway) in one
+            process, the bench plugin behind the in-memory transport: the stack without the hop
   observability  hello on two kernels side by side, access log, request ids and metrics on (the
             defaults, hello-observed) and off (hello-quiet), runs alternating: the cost (target >= 0.95)
+  remote    hello through a worker joined over tcp:// with CurveZMQ (kernel worker --join) against
+            a local worker over ipc://, two kernels side by side, runs alternating: the ratio
+            (target >= 0.8) and the cost of the hop per request
   metrics-scrape  one scrape of the metrics of 20 plugins x 2 workers after traffic (target < 50 ms)
   auth      the same handler on a protected route, with a static external-access token
   p2p       that route with a plugin token (auth-plugin-token), then plugin bench-peer calling
@@ -48,8 +54,17 @@ scenarios: {", ".join(SCENARIOS)}
             same kernel when hello is not run)
   proxy-1gb the big download (--download-mb) through the proxy: MB/s and RSS growth, with the
             bench plugin's own big download on the same kernel (unless download runs) for the ratio
+  proxy-upload-1gb  the big upload (--download-mb) POSTed through the proxy to the baseline app's
+            /upload, then to the bench plugin's own /api/bench/upload and to the baseline app
+            directly: MB/s, RSS growth of every process, the size the handler read checked
+  peers     the reference system: a real Backstage backend (Node, NODE_ENV=production, the
+            packages tests/interop pins) with the same open hello, static-token hello and proxy
+            (small GET and the big download) as hello/auth/proxy/proxy-1gb, which run with it in the
+            same rounds; "x Backstage" ratios, its PSS, targets. Skipped, with one line, without Node
   startup   spawn of `kernel serve` with --startup-plugins plugins to readiness 200
   recovery  kill -9 of the bench worker to the next 200 from its route
+  memory    total PSS of every kernel process with more and more plugins, per added plugin, a
+            worker's start and restart: workers spawned, then forked from the zygote
   soak      only when named: capacity of GET /api/bench/hello (closed loop, --capacity-seconds),
             then --fraction of it at a constant rate (open loop) for --minutes; errors, p99 and
             the RSS of every kernel process over time, first vs last, a PASS/FAIL verdict for
@@ -113,10 +128,11 @@ def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--server",
-        choices=["hypercorn", "uvicorn", "both"],
+        choices=["auto", "hypercorn", "uvicorn", "both", "all"],
         default=None,
-        help="HTTP server of the gateway and of the baseline (default: both; hypercorn, the kernel's "
-        "default, when only soak runs)",
+        help="HTTP server of the gateway and of the baseline: auto (the kernel's default: HTTP/1.1 on "
+        "httptools), hypercorn or uvicorn; both = auto and uvicorn, all = the three (default: both; auto "
+        "when only soak runs)",
     )
     p.add_argument(
         "--duration",
@@ -145,7 +161,8 @@ def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
         type=_positive(int),
         default=1,
         metavar="N",
-        help="measurements per row, the row keeps the median (default 1; the targets are set for 3)",
+        help="rounds: each runs every scenario once, on fresh systems; a row keeps the median over them "
+        "(default 1; the targets are set for 3)",
     )
     p.add_argument(
         "--loadgen",
@@ -165,7 +182,7 @@ def parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
         type=_positive(int, 2),
         default=1024,
         metavar="MB",
-        help="size of the big streamed download in MiB (default 1024)",
+        help="size of the big streamed download (and of the big upload) in MiB (default 1024)",
     )
     p.add_argument(
         "--download-timeout",
@@ -257,8 +274,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
     if len(args.soak_variant) != 1:
         parser(prog).error("--soak-variant takes one GATEWAYSxREPLICAS, e.g. 2x1")
     try:
-        from benchmarks.runner import Options, Runner
-        from benchmarks.soak import SoakOptions
+        from kernel_benchmarks.runner import Runner
     except ModuleNotFoundError as exc:
         if exc.name != "psutil":
             raise
@@ -267,8 +283,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
             file=sys.stderr,
         )
         return 2
-    server = args.server or ("hypercorn" if set(scenarios) <= set(ON_REQUEST) else "both")
-    servers = ["hypercorn", "uvicorn"] if server == "both" else [server]
+    server = args.server or ("auto" if set(scenarios) <= set(ON_REQUEST) else "both")
+    servers = {"both": ["auto", "uvicorn"], "all": ["auto", "hypercorn", "uvicorn"]}.get(server, [server])
     (soak_gateways, soak_replicas) = args.soak_variant[0]
     opts = Options(
         servers=servers,
@@ -306,7 +322,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks") 
         print(f"load generator: {gen.name}", flush=True)
         print(
             f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; {args.connections} connections, "
-            f"{args.duration}s per measurement (+{args.warmup}s warm-up), median of {args.runs} run(s)",
+            f"{args.duration}s per measurement (+{args.warmup}s warm-up), median of {args.runs} round(s)",
             flush=True,
         )
     started = time.monotonic()

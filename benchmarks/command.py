@@ -24,7 +24,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmarks.cli import main
+    from kernel_benchmarks.cli import main
 
     return main(args.args, prog=PROG)
 

@@ -10,31 +10,33 @@ its req/s over the first's (issue 11's target: at least 0.95).
 from __future__ import annotations
 
 import statistics
-from typing import Any
+import time
+import urllib.request
+
+from kernel_benchmarks.loadgen import Load, LoadResult
+from kernel_benchmarks.procs import BENCH_PLUGIN, KernelSetup, installed_plugins
+from kernel_benchmarks.rows import Row, check, new_row
+from kernel_benchmarks.scenario import Bench
 
 QUIET = {"accessLog": {"enabled": False}, "requestId": {"enabled": False}, "metrics": {"enabled": False}}
 
 
-def observability_rows(runner: Any, server: str) -> list[dict[str, Any]]:
-    from benchmarks.loadgen import Load
-    from benchmarks.procs import BENCH_PLUGIN, KernelSetup
-    from benchmarks.runner import check, new_row
-
-    o = runner.o
+def observability_rows(bench: Bench, server: str) -> list[Row]:
+    o = bench.o
     with (
-        runner.kernel(KernelSetup(server, config={"backend": QUIET})) as quiet,
-        runner.kernel(KernelSetup(server)) as observed,
+        bench.kernel(KernelSetup(server, config={"backend": QUIET})) as quiet,
+        bench.kernel(KernelSetup(server)) as observed,
     ):
         kernels = {"hello-quiet": quiet, "hello-observed": observed}
         loads = {name: Load(f"{k.url}/api/{BENCH_PLUGIN}/hello") for name, k in kernels.items()}
-        results: dict[str, list[Any]] = {name: [] for name in kernels}
+        results: dict[str, list[LoadResult]] = {name: [] for name in kernels}
         for load in loads.values():
             check(load)
             if o.warmup > 0:
-                runner.gen.run(load, duration=o.warmup, connections=o.connections)
+                bench.gen.run(load, duration=o.warmup, connections=o.connections)
         for _ in range(o.runs):
             for name, load in loads.items():
-                results[name].append(runner.gen.run(load, duration=o.duration, connections=o.connections))
+                results[name].append(bench.gen.run(load, duration=o.duration, connections=o.connections))
     rows = []
     for name, runs in results.items():
         rps = statistics.median(r.rps for r in runs)
@@ -48,7 +50,7 @@ def observability_rows(runner: Any, server: str) -> list[dict[str, Any]]:
                 p99_ms=round(statistics.median(r.p99_ms for r in runs), 2),
                 errors=sum(r.errors for r in runs),
                 seconds=round(statistics.median(r.seconds for r in runs), 2),
-                loadgen=runner.gen.name,
+                loadgen=bench.gen.name,
                 note="access log, request ids, metrics " + ("off" if name == "hello-quiet" else "on (defaults)"),
             )
         )
@@ -59,18 +61,12 @@ def observability_rows(runner: Any, server: str) -> list[dict[str, Any]]:
     return rows
 
 
-def scrape_rows(runner: Any, server: str) -> list[dict[str, Any]]:
+def scrape_rows(bench: Bench, server: str) -> list[Row]:
     """``metrics-scrape``: one scrape of a kernel of 20 plugins x 2 workers, after traffic to each (target < 50 ms)."""
-    import time
-    import urllib.request
-
-    from benchmarks.procs import KernelSetup, installed_plugins
-    from benchmarks.runner import new_row
-
     have = len(installed_plugins())
     extra = max(0, 20 - have)
     setup = KernelSetup(server, extra_plugins=extra, config={"backend": {"workers": {"replicas": 2}}})
-    with runner.kernel(setup) as k:
+    with bench.kernel(setup) as k:
         metrics_url = k.kp.metrics_url
         for i in range(1, extra + 1):  # request figures for every plugin
             for _ in range(20):
@@ -78,7 +74,7 @@ def scrape_rows(runner: Any, server: str) -> list[dict[str, Any]]:
         time.sleep(1.5)  # the gateways write their request figures once a second: let them land
         times = []
         size = 0
-        for _ in range(max(20, runner.o.runs * 10)):
+        for _ in range(max(20, bench.o.runs * 10)):
             t0 = time.perf_counter()
             with urllib.request.urlopen(metrics_url, timeout=10) as resp:
                 size = len(resp.read())

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.loadgen import Load, _ResponseReader, request_bytes
+from kernel_benchmarks.loadgen import Load, _ResponseReader, request_bytes
 
 #: a connection closes itself after a random number of answers in this range (see ``_answered``)
 RETIRE_AFTER = (100, 900)

@@ -54,6 +54,8 @@ def _role(p: psutil.Process) -> tuple[str, str]:
         return "", ""
     if "kernel.gateway" in cmd:
         return "gateway", ""
+    if "--zygote" in cmd:
+        return "zygote", ""
     if "kernel.worker" in cmd:
         # ``python -m kernel.worker <plugin>.<slot>.<n>``: plugin ids have no dots
         worker_id = cmd.split("kernel.worker", 1)[1].strip()
@@ -92,7 +94,8 @@ class Tree:
                     if not role:
                         continue
                     known = Proc(p.pid, created, role, plugin)
-                self._cache[p.pid] = known
+                if known.role != "zygote":  # a worker just forked reads like the zygote until it titles itself
+                    self._cache[p.pid] = known
             self.seen[p.pid] = known
             procs.append(known)
         return procs
@@ -219,12 +222,15 @@ def _module_path() -> list[Path]:
 
 
 class BaselineServer:
-    """``python -m benchmarks.baseline_app`` on a free port."""
+    """``python -m benchmarks.baseline_app`` on a free port: the plain app, or the ``composed`` gateway."""
 
-    def __init__(self, server: str, log_dir: Path) -> None:
+    def __init__(self, server: str, log_dir: Path, app: str = "plain") -> None:
         self.server = server
+        self.app = app
         self.port = free_port()
-        self.log_path = log_dir / f"baseline-{server}.log"
+        self.log_path = log_dir / f"baseline-{app}-{server}.log"
+        #: where the bench plugin's hello answers
+        self.hello = "/hello" if app == "plain" else f"/api/{BENCH_PLUGIN}/hello"
         self.proc: subprocess.Popen[bytes] | None = None
         self.tree: Tree | None = None
 
@@ -235,28 +241,45 @@ class BaselineServer:
     def start(self, timeout: float = 20.0) -> BaselineServer:
         env = {**os.environ, "PYTHONPATH": _pythonpath(REPO, *_module_path())}
         self._log = open(self.log_path, "wb")
+        command = [
+            "-m",
+            "kernel_benchmarks.baseline_app",
+            "--server",
+            self.server,
+            "--port",
+            str(self.port),
+            "--app",
+            self.app,
+        ]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.baseline_app", "--server", self.server, "--port", str(self.port)],
+            [sys.executable, *command],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         self.tree = Tree(self.proc.pid, "server")
-        wait_http_ok(self.url + "/hello", timeout, self.proc, self.log_path)
+        wait_http_ok(self.url + self.hello, timeout, self.proc, self.log_path)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        if self.tree is not None:
-            self.tree.assert_gone()
+        try:
+            terminate(self.proc, self.tree)
+        finally:
+            self._log.close()
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, tree: Tree | None) -> None:
+    """SIGTERM, SIGKILL after 15 s; then every process of ``tree`` must be gone (``LeftoverProcesses``)."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if tree is not None:
+        tree.assert_gone()
 
 
 def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[Any] | None, log: Path) -> float:

@@ -1,124 +1,103 @@
-"""The scenarios: each starts its system under test, measures, stops it and checks nothing is left."""
+"""The runner: it runs the scenarios ``benchmarks.scenarios`` lists, each through a ``Bench`` (itself),
+which starts the systems under test, measures, stops them and checks nothing is left."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import statistics
 import time
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import LOAD_SCENARIOS, SCENARIOS
-from benchmarks.download import download
-from benchmarks.loadgen import Load, LoadGenerator, LoadResult
-from benchmarks.observability import observability_rows, scrape_rows
-from benchmarks.procs import (
-    BENCH_PLUGIN,
-    PEER_PLUGIN,
-    TOKEN,
-    BaselineServer,
-    Kernel,
-    KernelSetup,
-    RssSampler,
-    installed_plugins,
-)
-from benchmarks.proxy import proxy_download_rows, proxy_rows
-from benchmarks.soak import SoakOptions, soak_rows
-from benchmarks.websocket import ws_rows
-
-SMALL_DOWNLOAD = 1024 * 1024
-#: scenarios in modules of their own: ``rows(runner, server)``
-EXTRA_SCENARIOS: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "websocket": ws_rows,
-    "observability": observability_rows,
-    "metrics-scrape": scrape_rows,
-    "proxy": proxy_rows,
-    "proxy-1gb": proxy_download_rows,
-    "soak": soak_rows,
-}
-
-ROW_KEYS = (
-    "scenario",
-    "variant",
-    "server",
-    "rps",
-    "p50_ms",
-    "p99_ms",
-    "p999_ms",
-    "errors",
-    "rss_mb",
-    "gateway_rss_mb",
-    "worker_rss_mb",
-    "mb_s",
-    "rss_growth_mb",
-    "gateway_rss_growth_mb",
-    "worker_rss_growth_mb",
-    "seconds",
-    "ratio",
-    "ratio_of",
-    "p99_ratio",
-    "loadgen",
-    "note",
-)
-
-
-def echo_body(size: int = 1024) -> bytes:
-    """A JSON object of exactly ``size`` bytes (compact separators)."""
-    doc: dict[str, Any] = {"id": 42, "kind": "bench", "tags": ["a", "b", "c"], "payload": ""}
-    base = len(json.dumps(doc, separators=(",", ":")))
-    doc["payload"] = "x" * max(0, size - base)
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def new_row(scenario: str, server: str, variant: str = "", **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
-    row.update(scenario=scenario, variant=variant, server=server, errors=0)
-    row.update(values)
-    return row
-
-
-@dataclass
-class Options:
-    servers: list[str]
-    scenarios: list[str]
-    duration: int = 5
-    warmup: int = 1
-    connections: int = 32
-    runs: int = 1
-    hello_variants: list[tuple[int, int]] = field(default_factory=lambda: [(1, 1), (1, 2), (2, 1), (2, 2)])
-    download_bytes: int = 1024**3
-    download_timeout: float = 60.0
-    startup_plugins: int = 5
-    trials: int = 3
-    soak: SoakOptions = field(default_factory=SoakOptions)
+from kernel_benchmarks import LOAD_SCENARIOS, ON_REQUEST, PEERS_COMPARE, SCENARIOS
+from kernel_benchmarks.download import DownloadResult, download
+from kernel_benchmarks.loadgen import Load, LoadGenerator, LoadResult
+from kernel_benchmarks.options import Options
+from kernel_benchmarks.peer import BackstagePeer
+from kernel_benchmarks.procs import BENCH_PLUGIN, BaselineServer, Kernel, KernelSetup, RssSampler
+from kernel_benchmarks.rows import Row, check, merge_rounds, new_row
+from kernel_benchmarks.scenarios import REGISTRY
+from kernel_benchmarks.upload import UploadResult, upload
 
 
 class Runner:
+    """Runs the wanted scenarios on each server; a ``Bench`` to each of them (``benchmarks.scenario``)."""
+
     def __init__(self, opts: Options, gen: LoadGenerator, work: Path, log: Callable[[str], None] = print) -> None:
         self.o = opts
         self.gen = gen
         self.work = work
         self.log = log
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Row] = []
         self.failures: list[str] = []
         self.systems = 0  # systems under test started and proven gone
         self.texts: list[str] = []  # reports of their own (the soak's), printed after the table
+        self._round = ""  # " (round 2/3)" in the log while rounds run
 
     @property
     def big(self) -> str:
         """Row name of the big download: ``download-1gb`` by default."""
         size = self.o.download_bytes
         return "download-1gb" if size == 1024**3 else f"download-{size // 1024**2}mb"
+
+    # -- scenarios ---------------------------------------------------------------------------------------
+    def run(self) -> list[Row]:
+        """Every wanted scenario on each server, in rounds: with ``--runs N``, N rounds, each of which runs
+        every scenario once (one measurement, fresh systems) in the same order, so that rows compared
+        with each other (a kernel row and its baseline, or Backstage's) share every round. A row is
+        merged over the rounds (``rows.merge_rounds``). The on-request scenarios (the soak) run once, after."""
+        wanted = set(self.o.scenarios)
+        if "peers" in wanted:
+            wanted |= set(PEERS_COMPARE)  # the kernel rows Backstage's are compared with
+        if wanted & set(LOAD_SCENARIOS):
+            wanted.add("baseline")  # their ratios are to the baseline rows
+        self.o = replace(self.o, scenarios=[name for name in SCENARIOS if name in wanted])
+        plan = [(server, name) for server in self.o.servers for name in SCENARIOS if name in wanted]
+        rotated = [p for p in plan if p[1] not in ON_REQUEST]
+        runs, rounds = self.o.runs, []
+        if rotated:
+            self.o = replace(self.o, runs=1)
+            try:
+                for n in range(1, runs + 1):
+                    self.rows = []
+                    self._round = f" (round {n}/{runs})" if runs > 1 else ""
+                    self._plan(rotated)
+                    rounds.append(self.rows)
+            finally:
+                self.o = replace(self.o, runs=runs)
+                self._round = ""
+        self.rows = merge_rounds(rounds) if rounds else []
+        self._plan([p for p in plan if p[1] in ON_REQUEST])
+        return self.rows
+
+    def _plan(self, plan: list[tuple[str, str]]) -> None:
+        for server, name in plan:
+            scenario = REGISTRY[name]
+            for variant in scenario.variants(self.o):
+                self._guard(name, server, scenario.rows, *variant)
+
+    def note(self, line: str) -> None:
+        """A line for the report, after the table (once, however many rounds say it)."""
+        if line not in self.texts:
+            self.texts.append(line)
+
+    def _guard(self, name: str, server: str, fn: Callable[..., list[Row] | Row], *args: Any) -> None:
+        label = f"{name} {'x'.join(map(str, args))}".strip()
+        self.log(f"[{time.strftime('%H:%M:%S')}] {label} on {server}{self._round} ...")
+        try:
+            out = fn(self, server, *args)
+        except Exception as exc:  # one failed scenario does not stop the others
+            self.failures.append(
+                f"{label} on {server}{self._round}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            )
+            self.log(f"FAILED {label} on {server}: {exc}\n{traceback.format_exc(limit=3)}")
+            return
+        self.rows.extend(out if isinstance(out, list) else [out])
 
     # -- measuring ---------------------------------------------------------------------------------
     def _load(self, load: Load, sampler_target: Any) -> tuple[LoadResult, RssSampler, int]:
@@ -144,7 +123,7 @@ class Runner:
         rps = statistics.median(r.rps for r in results)
         return med, sampler, round(rps)
 
-    def _load_row(
+    def load_row(
         self,
         scenario: str,
         server: str,
@@ -154,7 +133,7 @@ class Runner:
         kernel: bool,
         variant: str = "",
         plugin: str = BENCH_PLUGIN,
-    ) -> dict[str, Any]:
+    ) -> Row:
         res, sampler, rps = self._load(load, target)
         row = new_row(
             scenario,
@@ -177,14 +156,40 @@ class Runner:
             row["note"] = "MOSTLY ERRORS: figures are of error answers"
         return row
 
-    def _download_row(
+    def download_row(
         self, scenario: str, server: str, url: str, target: Any, *, kernel: bool, plugin: str = BENCH_PLUGIN
-    ) -> dict[str, Any]:
+    ) -> Row:
         """The big streamed download: MB/s of a read-and-discard client, RSS (``plugin``'s worker) every 50 ms."""
+        get = partial(download, url, deadline_s=self.o.download_timeout)
+        return self._transfer_row(scenario, server, get, "download client", target, kernel=kernel, plugin=plugin)
+
+    def upload_row(
+        self, scenario: str, server: str, url: str, target: Any, *, kernel: bool, plugin: str = BENCH_PLUGIN
+    ) -> Row:
+        """The big upload: MB/s of a client sending from one buffer, its size checked, RSS every 50 ms."""
+        size = self.o.download_bytes
+        post = partial(upload, url, size, deadline_s=self.o.download_timeout)
+        row = self._transfer_row(scenario, server, post, "upload client", target, kernel=kernel, plugin=plugin)
+        if not row["errors"]:  # each answer's count was checked (``upload``): say so
+            row["note"] += f"; the handler read all {size} bytes"
+        return row
+
+    def _transfer_row(
+        self,
+        scenario: str,
+        server: str,
+        transfer: Callable[[], DownloadResult | UploadResult],
+        client: str,
+        target: Any,
+        *,
+        kernel: bool,
+        plugin: str,
+    ) -> Row:
+        """``runs`` transfers of the big body: median MB/s, the RSS of every process of ``target`` every 50 ms."""
         results = []
         with RssSampler(target, interval=0.05) as sampler:
             for _ in range(self.o.runs):
-                results.append(download(url, deadline_s=self.o.download_timeout))
+                results.append(transfer())
         mb_s = statistics.median(r.mb_s for r in results)
         bad = [r for r in results if not r.complete or r.status != 200]
         row = new_row(
@@ -194,7 +199,7 @@ class Runner:
             errors=len(bad),
             rss_mb=sampler.total(),
             seconds=round(statistics.median(r.seconds for r in results), 2),
-            loadgen="download client",
+            loadgen=client,
             note=(bad[0].error or f"status {bad[0].status}") if bad else f"{self.o.download_bytes // 1024**2} MiB",
         )
         if kernel:
@@ -212,8 +217,8 @@ class Runner:
 
     # -- systems under test ------------------------------------------------------------------------
     @contextmanager
-    def baseline(self, server: str) -> Iterator[BaselineServer]:
-        b = BaselineServer(server, self.work)
+    def baseline(self, server: str, app: str = "plain") -> Iterator[BaselineServer]:
+        b = BaselineServer(server, self.work, app)
         try:
             b.start()
             yield b
@@ -222,209 +227,27 @@ class Runner:
             self.systems += 1
 
     @contextmanager
-    def kernel(self, setup: KernelSetup) -> Iterator[Kernel]:
+    def backstage(self, upstream: str | None = None) -> Iterator[BackstagePeer]:
+        peer = BackstagePeer(self.work, upstream)
+        try:
+            peer.start()
+            yield peer
+        finally:
+            peer.stop()
+            self.systems += 1
+
+    @contextmanager
+    def spawned(self, setup: KernelSetup) -> Iterator[Kernel]:
         k = Kernel(setup, self.work)
         try:
-            k.start()
             yield k
         finally:
             k.stop()
             shutil.rmtree(k.kp.config_path.parent, ignore_errors=True)
             self.systems += 1
 
-    # -- scenarios ---------------------------------------------------------------------------------------
-    def run(self) -> list[dict[str, Any]]:
-        wanted = set(self.o.scenarios)
-        for server in self.o.servers:
-            if wanted & {"baseline", *LOAD_SCENARIOS}:
-                self._guard("baseline", server, self.baseline_rows)
-            if "hello" in wanted:
-                for gateways, replicas in self.o.hello_variants:
-                    self._guard("hello", server, self.hello_row, gateways, replicas)
-            for name in SCENARIOS[2:]:  # after baseline and hello, in the order of SCENARIOS
-                if name in wanted:
-                    extra = EXTRA_SCENARIOS.get(name)
-                    self._guard(name, server, partial(extra, self) if extra else getattr(self, f"{name}_rows"))
-        return self.rows
-
-    def _guard(
-        self, name: str, server: str, fn: Callable[..., list[dict[str, Any]] | dict[str, Any]], *args: Any
-    ) -> None:
-        label = f"{name} {'x'.join(map(str, args))}".strip()
-        self.log(f"[{time.strftime('%H:%M:%S')}] {label} on {server} ...")
-        try:
-            out = fn(server, *args)
-        except Exception as exc:  # one failed scenario does not stop the others
-            self.failures.append(f"{label} on {server}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-            self.log(f"FAILED {label} on {server}: {exc}\n{traceback.format_exc(limit=3)}")
-            return
-        self.rows.extend(out if isinstance(out, list) else [out])
-
-    def baseline_rows(self, server: str) -> list[dict[str, Any]]:
-        wanted = set(self.o.scenarios)
-        rows = []
-        with self.baseline(server) as b:
-            assert b.tree is not None
-            rows.append(self._load_row("baseline", server, Load(b.url + "/hello"), b.tree, kernel=False))
-            if "echo" in wanted:
-                load = Load(b.url + "/echo", "POST", echo_body(), (("Content-Type", "application/json"),))
-                rows.append(self._load_row("baseline-echo", server, load, b.tree, kernel=False))
-            if "download" in wanted:
-                url = f"{b.url}/download?size={self.o.download_bytes}"
-                rows.append(self._download_row(f"baseline-{self.big}", server, url, b.tree, kernel=False))
-                load = Load(f"{b.url}/download?size={SMALL_DOWNLOAD}")
-                rows.append(self._load_row("baseline-download-1mb", server, load, b.tree, kernel=False))
-        for r in rows:
-            r["note"] = r["note"] or "in-process Starlette, 1 process"
-        return rows
-
-    def hello_row(self, server: str, gateways: int, replicas: int) -> dict[str, Any]:
-        with self.kernel(KernelSetup(server, gateways=gateways, replicas=replicas)) as k:
-            assert k.tree is not None
-            return self._load_row(
-                "hello",
-                server,
-                Load(f"{k.url}/api/{BENCH_PLUGIN}/hello"),
-                k.tree,
-                kernel=True,
-                variant=f"{gateways}gw/{replicas}wk",
-            )
-
-    def auth_rows(self, server: str) -> dict[str, Any]:
-        with self.kernel(KernelSetup(server)) as k:
-            assert k.tree is not None
-            url = f"{k.url}/api/{BENCH_PLUGIN}/private/hello"
-            status = http_status(url)
-            if status != 401:
-                raise RuntimeError(f"{url} without a token answered {status}, expected 401: not a protected route")
-            load = Load(url, headers=(("Authorization", f"Bearer {TOKEN}"),))
-            row = self._load_row("auth", server, load, k.tree, kernel=True, variant="1gw/1wk")
-            row["note"] = row["note"] or "static token"
-            return row
-
-    def p2p_rows(self, server: str) -> list[dict[str, Any]]:
-        """The protected hello with a plugin token instead of a static one; then a plugin calling another."""
-        with self.kernel(KernelSetup(server)) as k:
-            assert k.tree is not None
-            token = http_text(f"{k.url}/api/{PEER_PLUGIN}/token")
-            load = Load(f"{k.url}/api/{BENCH_PLUGIN}/private/hello", headers=(("Authorization", f"Bearer {token}"),))
-            with_token = self._load_row("auth-plugin-token", server, load, k.tree, kernel=True, variant="1gw/1wk")
-            with_token["note"] = with_token["note"] or "plugin token (ES256, cached after first check)"
-            call = self._load_row("p2p", server, Load(f"{k.url}/api/{PEER_PLUGIN}/p2p"), k.tree, kernel=True)
-            call["variant"] = "1gw/1wk each"
-            call["note"] = call["note"] or "bench-peer -> gateway -> bench per request"
-            return [with_token, call]
-
-    def echo_rows(self, server: str) -> dict[str, Any]:
-        with self.kernel(KernelSetup(server)) as k:
-            assert k.tree is not None
-            load = Load(
-                f"{k.url}/api/{BENCH_PLUGIN}/echo", "POST", echo_body(), (("Content-Type", "application/json"),)
-            )
-            row = self._load_row("echo", server, load, k.tree, kernel=True, variant="1gw/1wk")
-            row["note"] = row["note"] or "POST 1 KiB JSON"
-            return row
-
-    def download_rows(self, server: str) -> list[dict[str, Any]]:
-        with self.kernel(KernelSetup(server)) as k:
-            assert k.tree is not None
-            base = f"{k.url}/api/{BENCH_PLUGIN}/download"
-            # the big one first, on fresh processes: its RSS growth is not hidden by the 1 MiB load's peak
-            big = self._download_row(self.big, server, f"{base}?size={self.o.download_bytes}", k.tree, kernel=True)
-            small = self._load_row("download-1mb", server, Load(f"{base}?size={SMALL_DOWNLOAD}"), k.tree, kernel=True)
-            for r in (big, small):
-                r["variant"] = "1gw/1wk"
-            return [big, small]
-
-    def startup_rows(self, server: str) -> dict[str, Any]:
-        """Spawn ``kernel serve`` with N plugins (the bench one, the installed ones, generated ones)."""
-        have = len(set(installed_plugins()) | {BENCH_PLUGIN})
-        extra = max(0, self.o.startup_plugins - have)
-        times, totals, gws, wks = [], [], [], []
-        for _ in range(max(self.o.trials, self.o.runs)):
-            k = Kernel(KernelSetup(server, extra_plugins=extra), self.work)
-            try:
-                t0 = k.spawn()
-                k.wait_ready()
-                times.append(time.monotonic() - t0)
-                with RssSampler(k.tree) as s:  # type: ignore[arg-type]
-                    pass
-                totals.append(s.total())
-                gws.append(s.peak_of("gateway") or 0.0)
-                wks.append(s.peak_of("worker") or 0.0)
-            finally:
-                k.stop()
-                shutil.rmtree(k.kp.config_path.parent, ignore_errors=True)
-                self.systems += 1
-        return new_row(
-            "startup",
-            server,
-            f"{have + extra} plugins",
-            seconds=round(statistics.median(times), 3),
-            rss_mb=round(statistics.median(totals), 1),
-            gateway_rss_mb=max(gws),
-            worker_rss_mb=max(wks),
-            note=f"median of {len(times)}, max {max(times):.3f}s; idle RSS at readiness",
-        )
-
-    def recovery_rows(self, server: str) -> dict[str, Any]:
-        """``kill -9`` the bench worker; time until the route answers 200 again. Several kills, median."""
-        times: list[float] = []
-        failed_polls = 0
-        for _ in range(self.o.runs):
-            with self.kernel(KernelSetup(server)) as k:
-                url = f"{k.url}/api/{BENCH_PLUGIN}/hello"
-                for _ in range(self.o.trials):
-                    workers = k.workers()
-                    if len(workers) != 1:
-                        raise RuntimeError(f"expected one bench worker, found {len(workers)}")
-                    victim = workers[0].pid
-                    t0 = time.monotonic()
-                    os.kill(victim, signal.SIGKILL)
-                    deadline = t0 + 30
-                    while True:
-                        if http_status(url, timeout=2.0) == 200:
-                            break
-                        failed_polls += 1
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("the killed worker did not come back within 30 s")
-                        time.sleep(0.005)
-                    times.append(time.monotonic() - t0)
-                    if any(w.pid == victim for w in k.workers()):
-                        raise RuntimeError("the killed worker is still there")
-                    k.wait_ready()
-                    time.sleep(0.3)
-        return new_row(
-            "recovery",
-            server,
-            "1gw/1wk",
-            seconds=round(statistics.median(times), 3),
-            note=f"median of {len(times)} kills, max {max(times):.3f}s; {failed_polls} non-200 polls meanwhile",
-        )
-
-
-def http_status(
-    url: str, timeout: float = 5.0, data: bytes | None = None, headers: dict[str, str] | None = None
-) -> int:
-    req = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            r.read()
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except OSError:
-        return 0
-
-
-def http_text(url: str, timeout: float = 10.0) -> str:
-    """The body of a GET that must succeed."""
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return str(r.read().decode())
-
-
-def check(load: Load) -> None:
-    """One request before the load: the route must answer 200, or the figures would be of errors."""
-    status = http_status(load.url, data=load.body or None, headers=dict(load.headers))
-    if status != 200:
-        raise RuntimeError(f"{load.method} {load.url} answered {status} before the load; not measuring errors")
+    @contextmanager
+    def kernel(self, setup: KernelSetup) -> Iterator[Kernel]:
+        with self.spawned(setup) as k:
+            k.start()
+            yield k

@@ -18,38 +18,24 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from benchmarks.loadgen import Load, LoadResult, PyLoad
-from benchmarks.openloop import Interval, OpenLoop
-from benchmarks.procs import BENCH_PLUGIN, MB, KernelSetup, Proc, Tree
-from benchmarks.soak_report import CRITERION, analyse, soak_plot, soak_text
+from kernel_benchmarks.loadgen import Load, LoadResult, PyLoad
+from kernel_benchmarks.openloop import Interval, OpenLoop
+from kernel_benchmarks.options import SoakOptions
+from kernel_benchmarks.procs import BENCH_PLUGIN, MB, KernelSetup, Proc, Tree
+from kernel_benchmarks.rows import Row, check, new_row
+from kernel_benchmarks.scenario import Bench
+from kernel_benchmarks.soak_report import CRITERION, analyse, soak_plot, soak_text
 
-if TYPE_CHECKING:
-    from benchmarks.runner import Runner
-
-__all__ = ["ProcessSampler", "SoakOptions", "soak_rows"]
-
-Row = dict[str, Any]
+__all__ = ["ProcessSampler", "soak_rows"]
 
 #: pause between the capacity run and the soak
 SETTLE_S = 2.0
-
-
-@dataclass
-class SoakOptions:
-    minutes: float = 10.0
-    fraction: float = 0.7
-    rate: float | None = None  # absolute requests/s: no capacity run, ``fraction`` unused
-    capacity_seconds: int = 10
-    sample_seconds: float = 5.0
-    gateways: int = 1
-    replicas: int = 1
-    out_dir: Path = field(default_factory=lambda: Path("soak-results"))
 
 
 # -- the processes -----------------------------------------------------------------------------------
@@ -111,12 +97,10 @@ class ProcessSampler:
 # -- the scenario ------------------------------------------------------------------------------------
 
 
-def soak_rows(runner: Runner, server: str) -> list[Row]:
-    from benchmarks.runner import check, new_row
-
-    so: SoakOptions = runner.o.soak
+def soak_rows(bench: Bench, server: str) -> list[Row]:
+    so: SoakOptions = bench.o.soak
     variant = f"{so.gateways}gw/{so.replicas}wk"
-    with runner.kernel(KernelSetup(server, gateways=so.gateways, replicas=so.replicas)) as k:
+    with bench.kernel(KernelSetup(server, gateways=so.gateways, replicas=so.replicas)) as k:
         assert k.tree is not None
         route = f"/api/{BENCH_PLUGIN}/hello"
         load = Load(k.url + route)
@@ -124,9 +108,9 @@ def soak_rows(runner: Runner, server: str) -> list[Row]:
         capacity: dict[str, Any] | None = None
         if so.rate is None:
             gen = PyLoad()
-            if runner.o.warmup:
-                gen.run(load, duration=runner.o.warmup, connections=runner.o.connections)
-            res: LoadResult = gen.run(load, duration=so.capacity_seconds, connections=runner.o.connections)
+            if bench.o.warmup:
+                gen.run(load, duration=bench.o.warmup, connections=bench.o.connections)
+            res: LoadResult = gen.run(load, duration=so.capacity_seconds, connections=bench.o.connections)
             if not res.rps or res.errors * 2 >= res.requests:
                 raise RuntimeError(f"capacity run: {res.requests} requests, {res.errors} errors; not soaking on that")
             capacity = {
@@ -134,12 +118,12 @@ def soak_rows(runner: Runner, server: str) -> list[Row]:
                 "p99_ms": round(res.p99_ms, 3),
                 "errors": res.errors,
                 "seconds": round(res.seconds, 2),
-                "connections": runner.o.connections,
+                "connections": bench.o.connections,
                 "loadgen": gen.name,
             }
             rate = so.fraction * res.rps
             time.sleep(SETTLE_S)  # the closed loop's connections close; the soak starts on a quiet server
-            runner.log(f"  capacity {res.rps:,.0f} req/s ({res.errors} errors); soaking at {rate:,.0f} req/s")
+            bench.log(f"  capacity {res.rps:,.0f} req/s ({res.errors} errors); soaking at {rate:,.0f} req/s")
         else:
             rate = so.rate
         seconds = so.minutes * 60
@@ -147,7 +131,7 @@ def soak_rows(runner: Runner, server: str) -> list[Row]:
 
         def progress(iv: Interval) -> None:
             last = sampler.samples[-1]["rss_mb"] if sampler.samples else {}
-            runner.log(
+            bench.log(
                 f"  [{time.strftime('%H:%M:%S')}] {iv.end:5.0f}/{seconds:.0f} s: "
                 f"{(iv.ok + iv.errors) / max(iv.end - iv.start, 1e-9):7,.0f} req/s, "
                 f"p99 {iv.latency.percentile(99) * 1000:6.2f} ms, errors {iv.errors}, "
@@ -159,7 +143,7 @@ def soak_rows(runner: Runner, server: str) -> list[Row]:
             rate=rate,
             duration=seconds,
             interval=so.sample_seconds,
-            max_connections=runner.o.connections,
+            max_connections=bench.o.connections,
             on_interval=progress,
         )
         with sampler:
@@ -198,7 +182,7 @@ def soak_rows(runner: Runner, server: str) -> list[Row]:
     Path(paths["json"]).write_text(json.dumps(doc, indent=1) + "\n")
     Path(paths["plot"]).write_text(soak_plot(doc))
     Path(paths["text"]).write_text(text + "\n")
-    runner.texts.append(text)
+    bench.texts.append(text)
     procs = result["processes"]
 
     def peak(role: str, plugin: str | None = None) -> float | None:

@@ -11,9 +11,9 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from benchmarks import svg
-from benchmarks.openloop import Interval, merged
-from benchmarks.procs import Proc
+from kernel_benchmarks import svg
+from kernel_benchmarks.openloop import Interval, merged
+from kernel_benchmarks.procs import Proc
 
 __all__ = ["CRITERION", "GROWTH_MB", "GROWTH_PCT", "WINDOW_S", "analyse", "soak_plot", "soak_text"]
 

@@ -17,7 +17,9 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.loadgen import LoadResult
+from kernel_benchmarks.loadgen import LoadResult
+from kernel_benchmarks.rows import Row, new_row
+from kernel_benchmarks.scenario import Bench
 
 MESSAGE = "x" * 64
 
@@ -37,7 +39,7 @@ async def _client(url: str, until: float, latencies: list[float], errors: list[i
 
 
 async def _run(url: str, duration: float, connections: int) -> dict[str, Any]:
-    from benchmarks.loadgen import _percentile
+    from kernel_benchmarks.loadgen import _percentile
 
     latencies: list[float] = []
     errors = [0]
@@ -64,7 +66,7 @@ async def _run(url: str, duration: float, connections: int) -> dict[str, Any]:
 def ws_load(url: str, *, duration: float, connections: int) -> LoadResult:
     """Run the echo clients in a child process; their result."""
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.websocket", url, str(duration), str(connections)],
+        [sys.executable, "-m", "kernel_benchmarks.websocket", url, str(duration), str(connections)],
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -88,14 +90,13 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-def ws_rows(runner: Any, server: str) -> list[dict[str, Any]]:
+def ws_rows(bench: Bench, server: str) -> list[Row]:
     """``baseline-ws-echo`` (in-process Starlette) and ``ws-echo`` (through gateway and worker)."""
     import statistics
 
-    from benchmarks.procs import BENCH_PLUGIN, KernelSetup
-    from benchmarks.runner import new_row
+    from kernel_benchmarks.procs import BENCH_PLUGIN, KernelSetup  # psutil: not in the load's own process
 
-    o = runner.o
+    o = bench.o
 
     def measure(url: str) -> tuple[LoadResult, float]:
         if o.warmup > 0:
@@ -105,7 +106,7 @@ def ws_rows(runner: Any, server: str) -> list[dict[str, Any]]:
         return results[len(results) // 2], rps
 
     def row(scenario: str, url: str, tree: Any, variant: str, note: str) -> dict[str, Any]:
-        from benchmarks.procs import RssSampler
+        from kernel_benchmarks.procs import RssSampler
 
         with RssSampler(tree, interval=0.25) as sampler:
             res, rps = measure(url)
@@ -117,10 +118,10 @@ def ws_rows(runner: Any, server: str) -> list[dict[str, Any]]:
         )  # fmt: skip
 
     rows = []
-    with runner.baseline(server) as b:
+    with bench.baseline(server) as b:
         url = b.url.replace("http://", "ws://") + "/ws-echo"
         rows.append(row("baseline-ws-echo", url, b.tree, "", "in-process Starlette WebSocket, 64 B echo"))
-    with runner.kernel(KernelSetup(server)) as k:
+    with bench.kernel(KernelSetup(server)) as k:
         url = k.url.replace("http://", "ws://") + f"/api/{BENCH_PLUGIN}/ws-echo"
         rows.append(row("ws-echo", url, k.tree, "1gw/1wk", "64 B echo through gateway and worker"))
     return rows

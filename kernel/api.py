@@ -11,7 +11,13 @@ import msgspec
 
 from kernel.core_services import (
     USER_COOKIE,
+    AuditorEvent,
+    AuditorEventSeverityLevel,
+    AuditorService,
+    AuditorServiceEvent,
     Auth,
+    BackstageIdentityResponse,
+    BackstageUserIdentity,
     CacheService,
     Credentials,
     Database,
@@ -21,6 +27,7 @@ from kernel.core_services import (
     HookCaller,
     HttpAuth,
     HttpRouter,
+    IdentityService,
     Lifecycle,
     Logger,
     PermissionsRegistryService,
@@ -61,6 +68,9 @@ from kernel.hooktypes import (
     CredentialVerifier,
     GatewayMiddleware,
     GatewayView,
+    HttpRouterOptions,
+    RemoteConfigOptions,
+    RootConfigOptions,
     Verified,
     verify_token,
 )
@@ -98,7 +108,9 @@ from kernel.plugin import (
     create_module,
     create_plugin,
 )
+from kernel.plugin_paths import path_of as plugin_path
 from kernel.protocol import NO_PRINCIPAL, PermissionRestriction, Principal
+from kernel.scope_keys import PRINCIPAL
 from kernel.service import ServiceFactory, ServiceRef, create_service_factory, create_service_ref
 from kernel.settings import (
     PLUGIN_LOGGER_PREFIX,
@@ -111,6 +123,15 @@ from kernel.settings import (
     split_names,
 )
 from kernel.settings import merge as merge_config
+from kernel.url_reading import (
+    ReadTreeResponse,
+    ReadTreeResponseFile,
+    ReadUrlResponse,
+    SearchResponse,
+    SearchResponseFile,
+    UrlReaderEntry,
+    UrlReaderService,
+)
 
 __all__ = [
     "ALLOWED",
@@ -120,12 +141,18 @@ __all__ = [
     "USER_COOKIE",
     "AllOf",
     "AnyOf",
+    "AuditorEvent",
+    "AuditorEventSeverityLevel",
+    "AuditorService",
+    "AuditorServiceEvent",
     "Auth",
     "AuthenticationError",
     "AuthorizeRequest",
     "AuthorizeResult",
     "BackendModule",
     "BackendPlugin",
+    "BackstageIdentityResponse",
+    "BackstageUserIdentity",
     "BadGatewayError",
     "CacheService",
     "CliCommand",
@@ -148,6 +175,8 @@ __all__ = [
     "HookCaller",
     "HttpAuth",
     "HttpRouter",
+    "HttpRouterOptions",
+    "IdentityService",
     "InputError",
     "KernelError",
     "Lifecycle",
@@ -178,8 +207,15 @@ __all__ = [
     "Principal",
     "PrincipalType",
     "QueryRequest",
+    "ReadTreeResponse",
+    "ReadTreeResponseFile",
+    "ReadUrlResponse",
+    "RemoteConfigOptions",
     "RootConfig",
+    "RootConfigOptions",
     "Scheduler",
+    "SearchResponse",
+    "SearchResponseFile",
     "Secret",
     "ServiceFactory",
     "ServiceRef",
@@ -187,6 +223,8 @@ __all__ = [
     "Settings",
     "StaticKey",
     "TooManyRequestsError",
+    "UrlReaderEntry",
+    "UrlReaderService",
     "UserInfo",
     "UserInfoResult",
     "Verified",
@@ -203,6 +241,7 @@ __all__ = [
     "create_service_ref",
     "hookimpl",
     "merge_config",
+    "plugin_path",
     "presented_token",
     "principal_of",
     "read_section",
@@ -213,11 +252,11 @@ __all__ = [
 
 
 #: a config schema field type whose value is redacted by ``kernel config print`` and in logs
-Secret = Annotated[str, msgspec.Meta(extra={"secret": True})]
+Secret = Annotated[str, msgspec.Meta(extra={"secret": True}, extra_json_schema={"visibility": "secret"})]
 
 
 def principal_of(request: Any) -> Principal:
     """The caller the gateway verified for this request (a Starlette ``Request`` or an ASGI scope)."""
     scope = getattr(request, "scope", request)
-    principal = scope.get("kernel.principal")
+    principal = scope.get(PRINCIPAL)
     return principal if isinstance(principal, Principal) else NO_PRINCIPAL

@@ -25,6 +25,7 @@ from kernel.permissions import (
 from kernel.protocol import Principal
 from kernel.service import ServiceRef
 from kernel.settings import ConfigReader
+from kernel.url_reading import UrlReaderService
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -244,6 +245,110 @@ class UserInfo(Protocol):
 
 
 @dataclass(frozen=True)
+class BackstageUserIdentity:
+    """The user a token stands for: their entity ref and what they own or belong to (``ent``)."""
+
+    user_entity_ref: str
+    ownership_entity_refs: list[str]
+    type: Literal["user"] = "user"
+
+
+@dataclass(frozen=True)
+class BackstageIdentityResponse:
+    """What ``identity.get_identity`` answers: the verified user and the token they came with."""
+
+    identity: BackstageUserIdentity
+    token: str = field(repr=False)
+
+
+class IdentityService(Protocol):
+    """The user of a request from their user token (Backstage's deprecated IdentityService).
+
+    Prefer ``http_auth`` + ``user_info``: they also take service callers and users reached through
+    another plugin.
+    """
+
+    async def get_identity(self, request: Any) -> BackstageIdentityResponse | None:
+        """The user of ``request``'s bearer token; ``None`` without an ``Authorization`` header,
+        ``AuthenticationError`` for a token that is not a valid user token (a service's, say)."""
+        ...
+
+
+AuditorEventSeverityLevel = Literal["low", "medium", "high", "critical"]
+AuditorEventStatus = Literal["initiated", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class AuditorEvent:
+    """One audit event as the kernel logs it and hands it to ``kernel_audit_event`` (``to_json``: the
+    reference system's shape, ``{plugin, eventId, severityLevel, actor, request, meta, status, error}``)."""
+
+    plugin: str
+    event_id: str
+    severity_level: AuditorEventSeverityLevel
+    status: AuditorEventStatus
+    #: who acted: ``actorId`` (a user entity ref or a service subject), ``ip``, ``hostname``, ``userAgent``
+    actor: Mapping[str, str]
+    #: the request it happened in, if any: ``url`` (path and query) and ``method``
+    request: Mapping[str, str] | None = None
+    meta: Mapping[str, Any] | None = None
+    #: why it failed (``status`` ``failed``): the error's text, one per error
+    errors: Sequence[str] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "plugin": self.plugin,
+            "eventId": self.event_id,
+            "severityLevel": self.severity_level,
+            "actor": dict(self.actor),
+        }
+        if self.request is not None:
+            out["request"] = dict(self.request)
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        out["status"] = self.status
+        if len(self.errors) == 1:
+            out["error"] = self.errors[0]
+        elif self.errors:
+            out["errors"] = list(self.errors)
+        return out
+
+
+class AuditorServiceEvent(Protocol):
+    """An audit event under way (``create_event`` logged it as ``initiated``): say how it ended."""
+
+    async def success(self, *, meta: Mapping[str, Any] | None = None) -> None:
+        """Log it as ``succeeded``; ``meta`` is merged into the event's."""
+        ...
+
+    async def fail(
+        self,
+        *,
+        error: BaseException | str | None = None,
+        errors: Sequence[BaseException | str] = (),
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log it as ``failed`` with ``error`` (or several ``errors``); ``meta`` is merged into the event's."""
+        ...
+
+
+class AuditorService(Protocol):
+    """Audit events of the plugin: who did what, how severe, how it ended (Backstage's AuditorService)."""
+
+    async def create_event(
+        self,
+        event_id: str,
+        *,
+        severity_level: AuditorEventSeverityLevel = "low",
+        request: Any = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> AuditorServiceEvent:
+        """Log ``event_id`` (kebab-case, e.g. ``entity-delete``) as ``initiated``; the actor is the caller
+        of ``request`` (a Starlette ``Request``), else this plugin."""
+        ...
+
+
+@dataclass(frozen=True)
 class PluginResponse:
     """What another plugin answered: status, headers (lower-case names) and body."""
 
@@ -348,6 +453,9 @@ class _CoreServices:
     auth: ServiceRef[Auth] = ServiceRef("core.auth", "plugin")
     http_auth: ServiceRef[HttpAuth] = ServiceRef("core.httpAuth", "plugin")
     user_info: ServiceRef[UserInfo] = ServiceRef("core.userInfo", "plugin")
+    identity: ServiceRef[IdentityService] = ServiceRef("core.identity", "plugin")
+    auditor: ServiceRef[AuditorService] = ServiceRef("core.auditor", "plugin")
+    url_reader: ServiceRef[UrlReaderService] = ServiceRef("core.urlReader", "plugin")
     plugin_client: ServiceRef[PluginClient] = ServiceRef("core.pluginClient", "plugin")
     permissions: ServiceRef[PermissionsService] = ServiceRef("core.permissions", "plugin")
     permissions_registry: ServiceRef[PermissionsRegistryService] = ServiceRef("core.permissionsRegistry", "plugin")

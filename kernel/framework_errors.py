@@ -1,6 +1,6 @@
 """A framework's ``HTTPException`` (Starlette's: a route's 405, a handler's ``raise HTTPException(...)``)
 as the error shape sees it, in the worker and the gateway alike: its name, status, message and the
-headers it carries (``Allow`` of a 405)."""
+headers it carries (``Allow`` of a 405, its methods in a stable order)."""
 
 from __future__ import annotations
 
@@ -23,4 +23,7 @@ def own_headers(exc: BaseException) -> list[tuple[bytes, bytes]]:
     if not isinstance(exc, HTTPException) or not exc.headers:
         return []
     kept = [(k.lower(), v) for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")]
+    # Starlette joins a route's methods from a set, whose order changes with each process's hash seed:
+    # the same 405 from every gateway and worker
+    kept = [(k, ", ".join(sorted(v.split(", "))) if k == "allow" else v) for k, v in kept]
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept]

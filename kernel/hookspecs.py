@@ -8,14 +8,16 @@ endpoints (``kernel.gateway.root``), static tokens
 (``kernel.gateway.static_tokens``), the traces' gateway middleware (``kernel.tracing``)
 and the ``kernel`` subcommands (``kernel.cli.commands``). Where each hook runs:
 
-- ``kernel_provide_services``, ``kernel_register_routes``, ``kernel_permission_policy``: in each plugin's worker;
+- ``kernel_provide_services``, ``kernel_register_routes``, ``kernel_permission_policy``, ``kernel_audit_event``,
+  ``kernel_url_readers``: in each plugin's worker;
 - ``kernel_root_routes``, ``kernel_credential_verifiers``, ``kernel_gateway_middleware``: in each gateway process;
-- ``kernel_config_schemas``, ``kernel_cli_commands``: in the ``kernel`` command.
+- ``kernel_config_schemas``, ``kernel_cli_commands``, ``kernel_root_config_options``: in the ``kernel`` command;
+- ``kernel_http_router_options``: in every process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -23,10 +25,18 @@ import pluggy
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from kernel.core_services import HttpRouter, RootConfig
-    from kernel.hooktypes import CliCommand, CredentialVerifier, GatewayMiddleware, GatewayView
+    from kernel.core_services import AuditorEvent, HttpRouter, RootConfig
+    from kernel.hooktypes import (
+        CliCommand,
+        CredentialVerifier,
+        GatewayMiddleware,
+        GatewayView,
+        HttpRouterOptions,
+        RootConfigOptions,
+    )
     from kernel.permissions import PermissionPolicy
     from kernel.service import ServiceFactory
+    from kernel.url_reading import UrlReaderEntry
 
 PROJECT = "kernel"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -75,6 +85,29 @@ def kernel_cli_commands() -> Sequence[CliCommand]:
 
 
 @hookspec(firstresult=True)
+def kernel_root_config_options() -> RootConfigOptions:
+    """The config loader's arguments (``argv``, ``remote``) for ``kernel serve``; the package loaded last wins."""
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def kernel_http_router_options() -> HttpRouterOptions:
+    """Where each plugin is served (``get_path``), in every process; the package loaded last wins."""
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
 def kernel_permission_policy() -> PermissionPolicy:
     """The policy deciding every permission of every plugin; the package loaded last wins (none: allow all)."""
+    raise NotImplementedError
+
+
+@hookspec
+def kernel_audit_event(event: AuditorEvent) -> Awaitable[None] | None:
+    """Ship an audit event elsewhere (it is logged already); may return an awaitable, which is awaited."""
+
+
+@hookspec
+def kernel_url_readers(config: RootConfig) -> Sequence[UrlReaderEntry]:
+    """Readers for the ``url_reader`` service, each with the URLs it takes; a later package's are asked first."""
     raise NotImplementedError

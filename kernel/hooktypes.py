@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel.errors import AuthenticationError
-from kernel.protocol import PluginState, Principal, Stats
+from kernel.protocol import PluginState, Principal, RolloutState, Stats
 
 if TYPE_CHECKING:
     import argparse
@@ -90,6 +90,15 @@ class GatewayView(Protocol):
         """The caller's principal from its credentials; raises 401/403 errors like the API does."""
         ...
 
+    def rollouts(self) -> list[RolloutState]:
+        """The operators' rollouts the supervisor keeps (``kernel rollout``), newest first."""
+        ...
+
+    async def request_rollout(self, plugins: list[str] | None, gateways: bool, by: str) -> RolloutState:
+        """Ask the supervisor to roll out ``plugins``' workers (``None``: every plugin's), or the gateways;
+        the rollout's first state."""
+        ...
+
 
 @dataclass(frozen=True)
 class CliCommand:
@@ -99,3 +108,31 @@ class CliCommand:
     help: str
     run: Callable[[argparse.Namespace], int]
     arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+@dataclass(frozen=True)
+class RemoteConfigOptions:
+    """How config loaded from a URL (``--config https://...``) is followed: read again every
+    ``reload_interval_seconds`` (the reference system's ``remote.reloadIntervalSeconds``)."""
+
+    reload_interval_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class RootConfigOptions:
+    """The config loader's arguments (the reference system's ``configFactory({argv, remote})``).
+
+    ``argv``: the arguments to take ``--config`` from instead of the command line's (``None``: the
+    command line's); ``remote``: how config from URLs is followed (``None``: URLs are refused).
+    """
+
+    argv: Sequence[str] | None = None
+    remote: RemoteConfigOptions | None = RemoteConfigOptions()
+
+
+@dataclass(frozen=True)
+class HttpRouterOptions:
+    """The ``httpRouter`` options (the reference system's ``httpRouterFactory({getPath})``): ``get_path(pluginId)``
+    gives the path each plugin is served at (``None``: ``<backend.gateway.mount>/<pluginId>``)."""
+
+    get_path: Callable[[str], str] | None = None

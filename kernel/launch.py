@@ -6,6 +6,12 @@ validated (so no child re-reads or re-defaults anything). ``spawn`` starts
 ``python -m kernel.gateway|kernel.worker <name>`` and writes the spec, JSON,
 to the child's stdin: nothing of it (config values, secrets) sits in the
 environment or on the command line, where ``ps`` and other processes see it.
+``launch_of`` says how a child starts (environment, OS user, umask), the same
+for a worker the zygote forks (``kernel.zygote``): the supervisor hands that one
+the read end of its stdin pipe through the zygote, so its spec (its secrets)
+goes from the supervisor to it alone, never through the zygote's memory. A child's
+stdout and stderr are the write end of a pipe the supervisor reads
+(``kernel.supervisor.logrelay``), handed the same way.
 
 ``start_child`` is the child's side: orphan protection, SIGINT left to the
 supervisor, the spec read from stdin, logging and crash handlers, the event
@@ -21,12 +27,14 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import IO, TypeVar
 
 import msgspec
 
 from kernel.config import Config, ConfigSnapshot, LiveConfig
-from kernel.os_users import GATEWAY_UMASK, WORKER_UMASK, worker_identity
+from kernel.os_users import GATEWAY_UMASK, WORKER_UMASK, WorkerIdentity, worker_identity
 from kernel.protocol import ConfigUpdate
 from kernel.settings import Settings
 
@@ -82,13 +90,21 @@ ChildSpec = GatewaySpec | WorkerSpec
 S = TypeVar("S", GatewaySpec, WorkerSpec)
 
 
-def spawn(spec: ChildSpec, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
-    """Start the child ``spec`` describes and hand it the spec on its stdin.
+@dataclass(frozen=True)
+class Launch:
+    """How a child starts, whoever starts it (``spawn``, or the zygote): its command line, environment,
+    OS identity (``None``: the kernel's) and umask (-1: the kernel's)."""
 
-    A worker whose plugin has an OS user of its own (``kernel.os_users``) runs as that user and group,
+    argv: list[str]
+    env: dict[str, str]
+    who: WorkerIdentity | None
+    umask: int
+
+
+def launch_of(spec: ChildSpec) -> Launch:
+    """A worker whose plugin has an OS user of its own (``kernel.os_users``) runs as that user and group,
     with the runtime group as its one supplementary group and umask 077; gateways then bind their
-    socket group-writable (umask 007), for that group.
-    """
+    socket group-writable (umask 007), for that group."""
     module = "kernel.gateway" if isinstance(spec, GatewaySpec) else "kernel.worker"
     who = worker_identity(spec.settings.workers, spec.plugin_id) if isinstance(spec, WorkerSpec) else None
     env = {**(who.environment() if who else os.environ), PARENT_ENV: str(os.getpid())}
@@ -97,23 +113,50 @@ def spawn(spec: ChildSpec, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[b
         umask = WORKER_UMASK
     elif isinstance(spec, GatewaySpec) and spec.settings.workers.runtime_group is not None:
         umask = GATEWAY_UMASK
+    return Launch([sys.executable, "-m", module, spec.name], env, who, umask)
+
+
+def spawn(
+    spec: ChildSpec,
+    pass_fds: tuple[int, ...] = (),
+    output: int = -1,
+    *,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+    env: Mapping[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the child ``spec`` describes (as ``launch_of`` says) and hand it the spec on its stdin;
+    ``output``: the write end of the pipe its stdout and stderr go to (-1: the kernel's own); ``wrap``: the
+    command line that runs its own (a sandbox, ``kernel.supervisor.sandbox``), ``env`` added to its environment;
+    ``started(pid)``: called before the spec is handed, so before the child runs any plugin code."""
+    how = launch_of(spec)
+    who = how.who
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, spec.name],
-        env=env,
+        wrap(how.argv) if wrap is not None else how.argv,
+        env={**how.env, **env} if env else how.env,
         stdin=subprocess.PIPE,
+        stdout=output if output >= 0 else None,
+        stderr=output if output >= 0 else None,
         pass_fds=pass_fds,
         user=who.uid if who else None,
         group=who.gid if who else None,
         extra_groups=[who.runtime_gid] if who else None,
-        umask=umask,
+        umask=how.umask,
     )
     assert proc.stdin is not None
+    if started is not None:
+        started(proc.pid)
+    hand_spec(proc.stdin, spec)
+    return proc
+
+
+def hand_spec(pipe: IO[bytes], spec: ChildSpec) -> None:
+    """Write ``spec`` to the child's stdin ``pipe`` and close it, never blocking the supervisor's loop."""
     data = msgspec.json.encode(spec)
     if len(data) < 60_000:  # fits the pipe: the write cannot block
-        _feed(proc.stdin, data)
+        _feed(pipe, data)
     else:  # a big config: do not block the supervisor's loop until the child reads
-        threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True).start()
-    return proc
+        threading.Thread(target=_feed, args=(pipe, data), daemon=True).start()
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:
@@ -130,6 +173,9 @@ def start_child(spec_type: type[S]) -> S:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     spec = msgspec.json.decode(sys.stdin.buffer.read(), type=spec_type)
     from kernel.logs import configure, install_crash_handlers
+    from kernel.metrics.files import name_files_by_id
+
+    name_files_by_id()  # a sandboxed worker's pid is no name for its metrics files
 
     configure(os.environ.get("KERNEL_LOG_LEVEL", "info"))
     install_crash_handlers(spec.plugin_id if isinstance(spec, WorkerSpec) else spec.name)

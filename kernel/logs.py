@@ -139,7 +139,7 @@ class LineFormatter(logging.Formatter):
     """The kernel's formatters: redaction and the request id, then the layout (``render``).
 
     ``line`` makes the same line from its parts without a ``LogRecord``: the access log's way
-    when the process's one handler is the kernel's (``kernel.gateway.middleware.accesslog``).
+    when the process's one handler is the kernel's (``kernel.gateway.accesslog``).
     """
 
     def __init__(self, redactor: Redactor | None = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kernel.plugin import BackendModule, BackendPlugin, ExtensionPoint
+from kernel.plugin import BackendModule, BackendPlugin, ExtensionPoint, PerStart
 
 
 def extension_point_problems(
@@ -21,6 +21,12 @@ def extension_point_problems(
     """Module id -> why its extension point dependencies cannot be met (``elsewhere``: point id -> owner plugin)."""
     provided = _provided(plugin, modules)
     problems: dict[str, str] = {}
+    own = [ref for ref in plugin.deps.values() if isinstance(ref, ExtensionPoint) and ref.id not in provided]
+    if own:
+        problems[""] = (
+            f"Plugin '{plugin.id}' depends on extension point(s) {', '.join(map(repr, own))} that neither it "
+            "nor its modules register: a plugin's init may name only its own extension points"
+        )
     for module in modules:
         missing = []
         for ref in module.deps.values():
@@ -97,3 +103,8 @@ def extension_points_of(plugin: BackendPlugin, modules: Iterable[BackendModule])
 
 def _provided(plugin: BackendPlugin, modules: Iterable[BackendModule]) -> set[str]:
     return {pid for feature in (plugin, *modules) for pid in feature.extension_points}
+
+
+def fresh_implementations(points: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Extension point id -> the implementation of this start: a factory's new object, or the shared one."""
+    return {pid: impl.make() if isinstance(impl, PerStart) else impl for pid, (_label, impl) in points.items()}

@@ -29,8 +29,8 @@ from typing import Any
 
 from kernel.config import Config
 from kernel.errors import ConfigError
+from kernel.settings import OsId, WorkerSettings
 from kernel.transport.endpoints import share_ipc
-from kernel.worker_settings import OsId, WorkerSettings
 
 log = logging.getLogger("kernel")
 

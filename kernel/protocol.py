@@ -16,7 +16,7 @@ import msgspec
 
 from kernel.errors import ProtocolError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 #: flow control, the same on both sides: a sender may have WINDOW body chunks (or WebSocket
 #: messages) of a stream unacknowledged; a receiver returns credit after consuming ACK_EVERY (< WINDOW)
 WINDOW = 16
@@ -168,9 +168,18 @@ class Heartbeat(_Msg, tag=8, frozen=True):
 
 
 class Shutdown(_Msg, tag=9, frozen=True):
-    """Stop taking new work, finish in-flight requests within ``grace`` seconds, exit."""
+    """Stop taking new work, finish in-flight requests within ``grace`` seconds, exit.
+
+    From a remote worker to the supervisor (``kernel.supervisor.remote``): with a ``grace``, it asks to
+    leave (the supervisor answers with its own once no gateway routes to it); with 0, it has drained and left.
+    """
 
     grace: float
+
+
+class BeforeShutdown(_Msg, tag=21, frozen=True):
+    """The kernel is about to stop: a worker runs its ``before_shutdown`` hooks while requests still
+    flow, and answers with the same message once they ran; the ``Shutdown`` that follows stops it."""
 
 
 PluginStateName = Literal["starting", "ready", "degraded", "failed", "stopping"]
@@ -192,6 +201,8 @@ class PluginState(msgspec.Struct, frozen=True, array_like=True):
     draining: list[str] = []
     #: worker id -> its routing id on the gateways' sockets (secret: a stream answers only to it)
     routes: dict[str, str] = {}
+    #: what keeps the plugin apart (who its workers run as, cgroup, config, logins), for the dashboard
+    isolation: dict[str, str] = {}
 
 
 class WorkerTable(_Msg, tag=10, frozen=True):
@@ -200,6 +211,9 @@ class WorkerTable(_Msg, tag=10, frozen=True):
     generation: int
     plugins: list[PluginState]
     accepting: bool
+    #: the instance is leaving (SIGTERM, ``backend.lifecycle.serverShutdownDelay``) or the kernel is stopping
+    #: (its before-shutdown hooks run): readiness is 503 while requests are still served (``accepting``)
+    leaving: bool = False
 
 
 class ConfigUpdate(_Msg, tag=11, frozen=True):
@@ -219,6 +233,17 @@ class TableApplied(_Msg, tag=16, frozen=True):
     """A gateway routes by the worker table of ``generation`` now (gateway -> supervisor)."""
 
     generation: int
+
+
+class Joined(_Msg, tag=22, frozen=True):
+    """The supervisor admitted a remote worker (supervisor -> worker, on its join link).
+
+    ``spec`` is its ``kernel.launch.WorkerSpec`` as JSON: its worker id, routing id and secret, the
+    gateways' ``tcp://`` endpoints, the settings and its plugin's scoped config, as a local worker gets
+    on its stdin.
+    """
+
+    spec: bytes
 
 
 class ProcessSample(msgspec.Struct, frozen=True, array_like=True):
@@ -252,6 +277,63 @@ class Stats(_Msg, tag=17, frozen=True):
     restarts: dict[str, int]
     #: plugin id -> workers replaced on purpose (reload, memory or request limits)
     recycles: dict[str, int]
+    #: cause (``rate``, ``backlog``) -> plugin id (``kernel``: kernel processes) -> log lines dropped
+    log_lines_dropped: dict[str, dict[str, int]] = {}
+
+
+class RolloutRequest(_Msg, tag=18, frozen=True):
+    """An operator asked a gateway for a rollout (gateway -> supervisor, ``kernel.supervisor.rollout``).
+
+    ``plugins``: the plugins whose workers are replaced, one after the other (``all_plugins``: every
+    running one); else, with ``gateways``, the gateway processes, one at a time. ``id`` is the
+    gateway's name for it, in every ``Rollouts``.
+    """
+
+    id: str
+    plugins: list[str] = []
+    gateways: bool = False
+    all_plugins: bool = False
+    #: who asked (the operator's subject), for the log
+    by: str = ""
+
+
+RolloutStateName = Literal["running", "succeeded", "failed", "refused"]
+
+
+class RolloutStep(msgspec.Struct, frozen=True, array_like=True):
+    """One thing a rollout did, as the operator reads it."""
+
+    at: float
+    message: str
+
+
+class RolloutState(msgspec.Struct, frozen=True, array_like=True):
+    """Where one rollout is: ``running``, ``succeeded``, ``failed`` (``error`` says why) or ``refused``."""
+
+    id: str
+    state: RolloutStateName
+    plugins: list[str]
+    gateways: bool
+    requested_at: float
+    steps: list[RolloutStep] = []
+    error: str = ""
+    finished_at: float = 0.0
+
+
+class Rollouts(_Msg, tag=19, frozen=True):
+    """The supervisor's latest rollouts, newest last (supervisor -> every gateway, on each change)."""
+
+    rollouts: list[RolloutState]
+
+
+class Retire(_Msg, tag=20, frozen=True):
+    """A gateway being replaced: stop taking connections, finish the open ones within ``grace`` seconds, exit.
+
+    Unlike ``Shutdown``, requests on its open connections are served as usual (not refused): the other
+    gateways, or the one replacing it, take the new connections.
+    """
+
+    grace: float
 
 
 class WsAccept(_Msg, tag=13, frozen=True):
@@ -288,6 +370,7 @@ Message = (
     | Credit
     | Heartbeat
     | Shutdown
+    | BeforeShutdown
     | WorkerTable
     | ConfigUpdate
     | Policies
@@ -296,6 +379,10 @@ Message = (
     | WsAccept
     | WsMessage
     | WsClose
+    | RolloutRequest
+    | Rollouts
+    | Retire
+    | Joined
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -307,7 +394,7 @@ encode = _encoder.encode
 def decode(frame: bytes | memoryview) -> Message:
     """Decode one frame, raising ``ProtocolError`` with a readable reason."""
     try:
-        return _decoder.decode(frame)  # type: ignore[no-any-return]
+        return _decoder.decode(frame)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: msgspec raises the latter
         raise ProtocolError(
             f"undecodable frame ({exc}); is the peer speaking protocol version {PROTOCOL_VERSION}?"
@@ -320,7 +407,7 @@ def check_hello(msg: Message) -> Hello:
         raise ProtocolError(f"expected Hello first, got {type(msg).__name__}")
     if msg.version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version mismatch: peer {msg.role} {msg.worker_id or ''} speaks "
+            f"protocol version mismatch: peer {' '.join(filter(None, (msg.role, msg.worker_id)))} speaks "
             f"version {msg.version}, this side speaks {PROTOCOL_VERSION}"
         )
     return msg

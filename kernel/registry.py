@@ -7,14 +7,14 @@ boot-failure messages, never its API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 import pluggy
 
-from kernel import hookspecs
+from kernel import hookspecs, plugin_paths
 from kernel.container import check_dependencies
 from kernel.errors import PluginDeclarationError
 from kernel.modules import extension_point_problems
@@ -40,6 +40,9 @@ class ModuleEntry:
     entry_point: str
     distribution: str
     version: str
+    #: config paths outside its plugin's section it reads, and the secrets among them (``create_module``)
+    config_reads: tuple[str, ...] = ()
+    config_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class PluginEntry:
     """A backend plugin found through an entry point: what is known of it without its code.
 
     This is all the ``kernel`` command and the supervisor hold (from the discovery report,
-    ``kernel.discovery``); only a process that imported the plugin holds a ``LoadedPlugin``.
+    ``kernel.plugin_scan``); only a process that imported the plugin holds a ``LoadedPlugin``.
     """
 
     id: str
@@ -57,6 +60,19 @@ class PluginEntry:
     module: str
     #: the modules extending it, loaded into its workers with it
     modules: tuple[ModuleEntry, ...] = ()
+    #: config paths outside its section it reads, and the secrets among them (``create_plugin``)
+    config_reads: tuple[str, ...] = ()
+    config_secrets: tuple[str, ...] = ()
+    #: config paths the plugins' schemas mark secret (``kernel.config.plugin_secret_paths``) under its reads
+    secret_paths: tuple[str, ...] = ()
+
+    def reads(self) -> tuple[str, ...]:
+        """The config paths it and its modules declare they read, besides its own section."""
+        return tuple(dict.fromkeys([*self.config_reads, *(p for m in self.modules for p in m.config_reads)]))
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets among them it and its modules declare they read."""
+        return tuple(dict.fromkeys([*self.config_secrets, *(p for m in self.modules for p in m.config_secrets)]))
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,16 @@ class LoadedModule(ModuleEntry):
 
     def entry(self) -> ModuleEntry:
         """The plain data, without the module object."""
-        return ModuleEntry(self.plugin_id, self.module_id, self.entry_point, self.distribution, self.version)
+        m = self.module
+        return ModuleEntry(
+            self.plugin_id,
+            self.module_id,
+            self.entry_point,
+            self.distribution,
+            self.version,
+            m.config_reads,
+            m.config_secrets,
+        )
 
 
 @dataclass(frozen=True)
@@ -80,7 +105,17 @@ class LoadedPlugin(PluginEntry):
     def entry(self) -> PluginEntry:
         """The plain data, without the plugin and module objects."""
         modules = tuple(m.entry() for m in self.modules)
-        return PluginEntry(self.id, self.entry_point, self.distribution, self.version, self.module, modules)
+        p = self.plugin
+        return PluginEntry(
+            self.id,
+            self.entry_point,
+            self.distribution,
+            self.version,
+            self.module,
+            modules,
+            p.config_reads,
+            p.config_secrets,
+        )
 
 
 @dataclass(frozen=True)
@@ -148,6 +183,32 @@ def ep_key(ep: EntryPoint) -> str:
     return f"{ep.name} = {ep.value}"
 
 
+#: the installed entry points with their distribution's name and version, once remembered
+_remembered: list[tuple[EntryPoint, str, str]] | None = None
+
+
+def remember_installed() -> None:
+    """Scan the installed entry points (and their distributions' metadata) once and keep them.
+
+    The worker zygote does it before it forks: each worker it forks then loads its plugin from that
+    scan, in pages it shares, instead of reading every installed package's metadata itself.
+    """
+    global _remembered
+    _remembered = [(ep, *_dist_of(ep)) for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order)]
+
+
+def _installed(wanted: set[str] | None) -> Iterator[tuple[EntryPoint, str, str]]:
+    """The installed entry points in load order, with their distributions; a fresh scan when some wanted
+    key is not among those remembered (a package installed since)."""
+    known = _remembered
+    if known is not None and (wanted is None or wanted <= {ep_key(ep) for ep, _, _ in known}):
+        yield from known
+        return
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
+        if wanted is None or ep_key(ep) in wanted:
+            yield (ep, *_dist_of(ep))
+
+
 def load_registry(
     only: Iterable[str] | None = None,
     *,
@@ -168,7 +229,7 @@ def load_registry(
     command rather than once per worker, unless ``log_warnings`` is false.
     ``before`` is told of each package's code about to run (its import, its
     ``kernel_provide_services``): the discovery child announces it, so a load that
-    never returns still names its culprit (``kernel.discovery``). ``manager``: register the
+    never returns still names its culprit (``kernel.plugin_scan``). ``manager``: register the
     providers into this one (after those it has) rather than a new one.
     """
     reg = Registry(manager=manager if manager is not None else new_manager())
@@ -176,8 +237,7 @@ def load_registry(
     assert pm is not None
     wanted = set(only) if only is not None else None
     skipped = set(skip)
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
-        dist, version = _dist_of(ep)
+    for ep, dist, version in _installed(wanted):
         if (wanted is not None and ep_key(ep) not in wanted) or ep_key(ep) in skipped:
             continue
         if before is not None:
@@ -211,6 +271,7 @@ def load_registry(
             )
     if before is not None:
         before(Step("", "", "", "the module check"))  # kernel code: no package to blame
+    plugin_paths.choose_from(pm)
     _attach_modules(reg)
     if wanted is None and log_warnings:
         for warning in reg.warnings:
@@ -299,9 +360,12 @@ def _attach_modules(reg: Registry) -> None:
             )
             continue
         by_plugin.setdefault(entry.plugin_id, []).append(entry)
-    for plugin_id, entries in by_plugin.items():
+    for plugin_id in list(reg.plugins):
         plugin = reg.plugins[plugin_id]
+        entries = by_plugin.get(plugin_id, [])
         problems = extension_point_problems(plugin.plugin, [e.module for e in entries], owners)
+        if "" in problems:  # the plugin's own init names an extension point nobody registers
+            reg.failures.append(LoadFailure(plugin_id, plugin.distribution, problems[""]))
         for e in entries:
             if e.module_id in problems:
                 reg.failures.append(LoadFailure(plugin_id, e.distribution, problems[e.module_id], e.module_id))
@@ -313,10 +377,8 @@ def _service_deps(reg: Registry) -> list[tuple[str, Mapping[str, Any]]]:
     """(who, its service dependencies) for every plugin and module, for the service graph check."""
     out: list[tuple[str, Mapping[str, Any]]] = []
     for p in reg.plugins.values():
-        out.append((p.id, p.plugin.deps))
-        for m in p.modules:
-            services_only = {k: v for k, v in m.module.deps.items() if isinstance(v, ServiceRef)}
-            out.append((p.id, services_only))
+        for feature in (p.plugin, *(m.module for m in p.modules)):
+            out.append((p.id, {k: v for k, v in feature.deps.items() if isinstance(v, ServiceRef)}))
     return out
 
 

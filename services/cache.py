@@ -15,6 +15,9 @@ Config (all optional):
     environments. Keys are ``<keyPrefix><pluginId>:<key>``.
 ``backend.cache.maxItems``
     Size bound of the in-process cache (default 10000, least recently used goes).
+``backend.cache.pluginUsers``
+    With Redis, each plugin reaches it as an ACL user of its own, limited to its keys
+    (``services.cache_users``); unset: when the kernel's login may make such users.
 
 Values must be JSON-compatible (dict with string keys, list, str, int, float,
 bool, None; tuples come back as lists); anything else raises ``TypeError``
@@ -51,9 +54,9 @@ from kernel.api import (
     create_service_factory,
     read_section,
 )
-from services import instruments
-from services.logger import plugin_logger
-from services.outage import Outage
+from kernel_services import instruments
+from kernel_services.logger import plugin_logger
+from kernel_services.outage import Outage
 
 
 class CacheStore(Protocol):
@@ -202,6 +205,8 @@ class CacheSettings(msgspec.Struct, forbid_unknown_fields=True, rename="camel", 
     default_ttl: float | None = None
     key_prefix: str = ""
     max_items: int = 10_000
+    #: an ACL user per plugin (``services.cache_users``); ``None``: when the kernel's login may make them
+    plugin_users: bool | None = None
 
 
 def read_cache_settings(config: ConfigReader) -> CacheSettings:

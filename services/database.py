@@ -25,8 +25,14 @@ base one, otherwise object connections deep-merge):
     PostgreSQL only. ``database`` (default): database ``<prefix><pluginId>``,
     created if missing (a ``connection.database`` under
     ``plugin.<id>`` names it instead); ``schema``: schema ``<pluginId>`` in the
-    configured database, set as each connection's ``search_path``. Schemas
-    separate names, not privileges: all plugins share the login.
+    configured database, set as each connection's ``search_path``; with
+    ``pluginRoles`` each schema is its plugin's role's, closed to the others.
+``pluginRoles``
+    PostgreSQL only: ``true``, ``false`` or unset (on when the configured
+    login may create roles). Each plugin connects as a role of its own, the
+    owner of its database or schema, which the others' roles may not open;
+    the supervisor makes the roles and hands each worker its own login in
+    place of the configured one (``services.database_roles``).
 ``prefix``
     Database name prefix in ``database`` mode (default ``backstage_plugin_``).
 ``pool``
@@ -46,16 +52,19 @@ IMMEDIATE`` (SQLite) or ``pg_advisory_xact_lock`` (PostgreSQL), so each
 migration runs once. Statements that cannot run in a transaction (``CREATE
 INDEX CONCURRENTLY``) are not supported in migrations. When every migration is recorded already,
 ``migrate`` only reads: a worker starts on a database it cannot write (and serves its reads).
+
+The settings, outage reporting and query API this module and its engines share are in
+``services.database_common``; an engine (``services.database_sqlite``, ``services.database_postgres``)
+is imported when a plugin first connects, so asyncpg only when PostgreSQL is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kernel.api import (
     ConfigReader,
@@ -68,17 +77,24 @@ from kernel.api import (
     ServiceUnavailableError,
     core_services,
     create_service_factory,
-    merge_config,
 )
-from services.logger import plugin_logger
-from services.outage import Outage, reason
+from kernel_services.database_common import DatabaseSettings, Unavailable, read_settings, sqlite_directory
+from kernel_services.logger import plugin_logger
+from kernel_services.outage import reason
 
 if TYPE_CHECKING:
-    from services.database_postgres import PgDatabase
-    from services.database_sqlite import SqliteDatabase
+    from kernel_services.database_postgres import PgDatabase
+    from kernel_services.database_sqlite import SqliteDatabase
 
-_SQLITE = {"sqlite", "sqlite3", "better-sqlite3"}
-_PG = {"pg", "postgres", "postgresql"}
+__all__ = [  # DatabaseSettings, read_settings and sqlite_directory live in services.database_common
+    "FACTORIES",
+    "DatabaseSettings",
+    "MigrationError",
+    "PluginDatabase",
+    "create_database",
+    "read_settings",
+    "sqlite_directory",
+]
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS kernel_migrations (
     name TEXT PRIMARY KEY,
     applied_at TEXT NOT NULL
@@ -89,132 +105,13 @@ class MigrationError(Exception):
     """A migration failed; none of the batch was applied."""
 
 
-# ----------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    """The resolved ``backend.database`` settings of one plugin."""
-
-    client: str  # "sqlite" | "pg"
-    connection: Any
-    division: str = "database"
-    prefix: str = "backstage_plugin_"
-    pool_min: int = 1
-    pool_max: int = 5
-    own_database: str | None = None
-    #: its workers run as an OS user of their own: its SQLite files in a directory of its own
-    own_directory: bool = False
-
-
-def _client(name: Any, where: str) -> str:
-    if name in _SQLITE:
-        return "sqlite"
-    if name in _PG:
-        return "pg"
-    raise ValueError(f"{where}.client must be 'sqlite' or 'pg', not {name!r}")
-
-
-def read_settings(config: ConfigReader, plugin_id: str) -> DatabaseSettings:
-    """Settings of ``plugin_id``: ``backend.database`` with ``backend.database.plugin.<id>`` on top."""
-    base = config.get_optional("backend.database") or {}
-    plugins = (base.pop("plugin", None) or {}) if isinstance(base, dict) else {}
-    own = (plugins.get(plugin_id) or {}) if isinstance(plugins, dict) else None
-    if not isinstance(base, dict) or not isinstance(own, dict):
-        raise ValueError(f"backend.database and backend.database.plugin.{plugin_id} must be objects")
-    base_client = _client(base.get("client") or "sqlite", "backend.database")
-    client = _client(own["client"], f"backend.database.plugin.{plugin_id}") if own.get("client") else base_client
-    if client != base_client:
-        connection = own.get("connection")
-    else:
-        connection = (
-            merge_config(base.get("connection"), own["connection"]) if "connection" in own else base.get("connection")
-        )
-    merged = merge_config(base, {k: v for k, v in own.items() if k not in ("client", "connection")})
-    pool = merged.get("pool") or {}
-    division = merged.get("pluginDivisionMode") or "database"
-    if division not in ("database", "schema"):
-        raise ValueError(f"backend.database.pluginDivisionMode must be 'database' or 'schema', not {division!r}")
-    own_conn = own.get("connection")
-    own_db = own_conn.get("database") if isinstance(own_conn, dict) else None
-    settings = DatabaseSettings(
-        client=client,
-        connection=connection,
-        division=division,
-        prefix=str(merged.get("prefix") or "backstage_plugin_"),
-        pool_min=int(pool.get("min", 1)),
-        pool_max=int(pool.get("max", 5)),
-        own_database=own_db,
-        own_directory=_has_own_user(config, plugin_id),
-    )
-    if not 0 <= settings.pool_min <= settings.pool_max or settings.pool_max < 1:
-        raise ValueError(f"backend.database.pool: need 0 <= min <= max and max >= 1, got {pool!r}")
-    return settings
-
-
-# ----------------------------------------------------------------------------- outages
-
-
-class Unavailable:
-    """How an engine reports its database unusable: a ``ServiceUnavailableError`` naming the plugin's
-    database and the cause, the outage logged once; ``ok`` after a call that worked ends it."""
-
-    def __init__(self, plugin_id: str, engine: str, logger: Logger) -> None:
-        self.plugin_id = plugin_id
-        self.what = f"The {engine} database of plugin '{plugin_id}'"
-        self._outage = Outage(logger, self.what)
-
-    def error(self, exc: BaseException, problem: str | None = None) -> ServiceUnavailableError:
-        """The error for ``exc``; ``problem``: what is wrong (default: unavailable, and why)."""
-        problem = problem or f"is unavailable: {reason(exc)}"
-        self._outage.failed(exc, "the requests that need it get 503 until it is back", problem.split(":")[0])
-        return ServiceUnavailableError(f"{self.what} {problem}", cause=exc, retry_after=1.0)
-
-    def ok(self) -> None:
-        self._outage.ok()
-
-
-# ----------------------------------------------------------------------------- queries
-
-
-class _Queries:
-    """The ``Database`` API over one ``_run`` primitive; subclasses bind a pool or a connection."""
-
-    dialect: str
-
-    async def _run(self, op: str, sql: str, params: tuple[Any, ...]) -> Any:
-        raise NotImplementedError
-
-    async def _script(self, sql: str) -> None:
-        raise NotImplementedError
-
-    async def execute(self, sql: str, *params: Any) -> int:
-        """Run a statement; the number of rows it changed (0 when not applicable)."""
-        return int(await self._run("execute", sql, params))
-
-    async def fetch_all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._run("all", sql, params)
-        return result
-
-    async def fetch_one(self, sql: str, *params: Any) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = await self._run("one", sql, params)
-        return result
-
-    async def fetch_val(self, sql: str, *params: Any) -> Any:
-        """First column of the first row, or None."""
-        return await self._run("val", sql, params)
-
-    def transaction(self) -> Any:
-        raise NotImplementedError
-
-
 # ----------------------------------------------------------------------------- connecting
 
 
 async def connect(settings: DatabaseSettings, plugin_id: str, guard: Unavailable) -> SqliteDatabase | PgDatabase:
     """Open the plugin's database as ``settings`` describe, creating it if needed."""
     if settings.client == "sqlite":
-        from services.database_sqlite import SqliteDatabase
+        from kernel_services.database_sqlite import SqliteDatabase
 
         conn = settings.connection
         if conn == ":memory:":
@@ -228,31 +125,9 @@ async def connect(settings: DatabaseSettings, plugin_id: str, guard: Unavailable
             except OSError as exc:
                 raise guard.error(exc, f"cannot be created: {reason(exc)}") from exc
         return SqliteDatabase(str(directory / f"{plugin_id}.sqlite"), settings.pool_max, guard=guard)
-    from services.database_postgres import connect_postgres  # asyncpg only when PostgreSQL is configured
+    from kernel_services.database_postgres import connect_postgres  # asyncpg only when PostgreSQL is configured
 
     return await connect_postgres(settings, plugin_id, guard)
-
-
-def _has_own_user(config: Any, plugin_id: str) -> bool:
-    """Whether ``plugin_id``'s workers run as an OS user of their own (``backend.workers``' ``user``)."""
-    return (
-        config.get_optional(f"backend.workers.plugins.{plugin_id}.user") is not None
-        or config.get_optional("backend.workers.user") is not None
-    )
-
-
-def sqlite_directory(settings: DatabaseSettings, plugin_id: str) -> Path | None:
-    """The directory of the plugin's SQLite files (``None``: in memory, or not SQLite).
-
-    A plugin whose workers run as an OS user of their own (``backend.workers.plugins.<id>.user``, or
-    ``backend.workers.user``) has a directory of its own, ``<directory>/<pluginId>``: the kernel makes
-    it that user's, mode 0700, so no other plugin's user can open its files (``kernel.os_users``).
-    """
-    conn = settings.connection
-    if settings.client != "sqlite" or not (conn is None or isinstance(conn, dict)):
-        return None
-    directory = Path((conn or {}).get("directory") or "var/data")
-    return directory / plugin_id if settings.own_directory else directory
 
 
 # ----------------------------------------------------------------------------- the service

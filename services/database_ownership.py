@@ -4,7 +4,8 @@ Before a worker of a plugin with a user of its own starts, the supervisor (as ro
 plugin's SQLite directory (``<directory>/<pluginId>``) that user's, mode 0700, and moves in the
 files a worker of the plugin left in ``<directory>`` before it had a user. ``kernel serve`` hands
 ``give_sqlite_directory`` to the supervisor: the kernel itself knows nothing of where a service
-keeps its files.
+keeps its files. A sandboxed plugin (``backend.workers.sandbox``) has a directory of its own too: the
+sandbox hides ``<directory>`` but for it (``sqlite_directories``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kernel.api import ConfigError, RootConfig
-from services.database import read_settings, sqlite_directory
+from kernel_services.database_common import read_settings, sqlite_directory
 
 log = logging.getLogger("kernel")
 
@@ -33,6 +34,20 @@ class WorkerIdentity(Protocol):
 
 
 _SQLITE_FILES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite.lock")
+
+
+def sqlite_directories(config: RootConfig, plugin_id: str) -> tuple[str, str] | None:
+    """The SQLite directory the plugins share and ``plugin_id``'s own in it, absolute, its own made if missing
+    (mode 0700); ``None``: its database is not in SQLite files (or its config is bad: the worker says so)."""
+    try:
+        own = sqlite_directory(read_settings(config, plugin_id), plugin_id)
+    except (ValueError, ConfigError):
+        return None
+    if own is None:
+        return None
+    own = own.resolve()
+    own.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return str(own.parent), str(own)
 
 
 def give_sqlite_directory(who: WorkerIdentity, config: RootConfig, plugin_id: str) -> None:

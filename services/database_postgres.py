@@ -13,12 +13,11 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlparse
 
 import asyncpg  # type: ignore[import-untyped]
 
-from services import instruments
-from services.database import DatabaseSettings, Unavailable, _Queries
+from kernel_services import instruments
+from kernel_services.database_common import DatabaseSettings, Queries, Unavailable, pg_args, pg_ident
 
 #: what asyncpg raises when the server cannot be reached or used (not a mistake in the SQL)
 _UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -100,7 +99,7 @@ async def _transaction(conn: Any, guard: Unavailable) -> AsyncIterator[None]:
         raise guard.error(exc) from exc
 
 
-class _PgConnection(_Queries):
+class _PgConnection(Queries):
     """A ``Database`` bound to one asyncpg connection inside a transaction; nests with savepoints."""
 
     dialect = "postgres"
@@ -123,7 +122,7 @@ class _PgConnection(_Queries):
             yield self
 
 
-class PgDatabase(_Queries):
+class PgDatabase(Queries):
     """An asyncpg pool to the plugin's database (or schema)."""
 
     dialect = "postgres"
@@ -167,7 +166,7 @@ class PgDatabase(_Queries):
             self._pool_use()
         self._guard.ok()
 
-    async def lock_migrations(self, tx: _Queries) -> None:
+    async def lock_migrations(self, tx: Queries) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
 
     async def close(self) -> None:
@@ -179,23 +178,6 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _ident(name: str) -> str:
-    if len(name.encode()) > 63:
-        raise ValueError(f"PostgreSQL identifier {name!r} is longer than 63 bytes")
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _pg_args(connection: Any) -> tuple[dict[str, Any], str | None]:
-    """asyncpg connect keyword arguments, and the database the config names (if any)."""
-    if isinstance(connection, str):
-        return {"dsn": connection}, urlparse(connection).path.lstrip("/") or None
-    if isinstance(connection, dict):
-        keys = ("host", "port", "user", "password", "database")
-        args = {k: connection[k] for k in keys if connection.get(k) is not None}
-        return args, args.get("database")
-    raise ValueError("backend.database.connection must be a URL or {host, port, user, password, database}")
-
-
 async def _ensure_database(args: dict[str, Any], name: str, admin_db: str) -> None:
     """Create database ``name`` unless it exists; safe when several processes race."""
     conn = await asyncpg.connect(**{**args, "database": admin_db})
@@ -203,7 +185,7 @@ async def _ensure_database(args: dict[str, Any], name: str, admin_db: str) -> No
         await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"kernel_create_db:{name}"))
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             try:
-                await conn.execute(f"CREATE DATABASE {_ident(name)}")
+                await conn.execute(f"CREATE DATABASE {pg_ident(name)}")
             except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 pass  # created by a process that did not take our lock
     finally:
@@ -211,9 +193,9 @@ async def _ensure_database(args: dict[str, Any], name: str, admin_db: str) -> No
 
 
 async def _pg_pool(settings: DatabaseSettings, database: str, schema: str | None) -> Any:
-    args, configured = _pg_args(settings.connection)
+    args, configured = pg_args(settings.connection)
     admin = configured if configured and configured != database else "postgres"
-    server_settings = {"search_path": _ident(schema)} if schema else {}
+    server_settings = {"search_path": pg_ident(schema)} if schema else {}
 
     async def create() -> Any:
         pool = await asyncpg.create_pool(
@@ -240,7 +222,7 @@ async def _pg_pool(settings: DatabaseSettings, database: str, schema: str | None
 
 async def connect_postgres(settings: DatabaseSettings, plugin_id: str, guard: Unavailable) -> PgDatabase:
     """The plugin's PostgreSQL database (or schema), created if missing; 503 while the server is away."""
-    _, configured = _pg_args(settings.connection)
+    _, configured = pg_args(settings.connection)
     if settings.division == "schema":
         database = settings.own_database or configured or "postgres"
         async with _guarded(guard):
@@ -249,7 +231,8 @@ async def connect_postgres(settings: DatabaseSettings, plugin_id: str, guard: Un
         try:
             async with db.transaction() as tx:
                 await tx.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
-                await tx.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(plugin_id)}")
+                if not await tx.fetch_val("SELECT 1 FROM pg_namespace WHERE nspname = $1", plugin_id):
+                    await tx.execute(f"CREATE SCHEMA {pg_ident(plugin_id)}")  # its own role may not: it has one
         except BaseException:
             pool.terminate()
             raise

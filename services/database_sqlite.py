@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from services import instruments
-from services.database import Unavailable, _Queries
-from services.logger import plugin_logger
+from kernel_services import instruments
+from kernel_services.database_common import Queries, Unavailable
+from kernel_services.logger import plugin_logger
 
 #: SQLite's primary result codes that mean the file cannot be used now, not that the SQL is wrong
 _FULL, _READONLY, _IOERR, _CANTOPEN = 13, 8, 10, 14
@@ -87,7 +87,7 @@ def split_sqlite_script(script: str) -> list[str]:
     return out
 
 
-class _SqliteConnection(_Queries):
+class _SqliteConnection(Queries):
     """A ``Database`` bound to one SQLite connection inside a transaction; nests with savepoints."""
 
     dialect = "sqlite"
@@ -179,7 +179,7 @@ async def _enable_wal(conn: aiosqlite.Connection, path: str) -> None:
             await conn.execute("PRAGMA journal_mode = WAL")
 
 
-class SqliteDatabase(_Queries):
+class SqliteDatabase(Queries):
     """A small pool of aiosqlite connections to one file (WAL); statements autocommit."""
 
     dialect = "sqlite"
@@ -283,7 +283,7 @@ class SqliteDatabase(_Queries):
                 raise
         self._written()
 
-    async def lock_migrations(self, tx: _Queries) -> None:
+    async def lock_migrations(self, tx: Queries) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already serializes writers across processes."""
 
     async def close(self) -> None:

@@ -1,8 +1,10 @@
 """The discovery service: base URLs of plugins, from config (Backstage's HostDiscovery rules).
 
-* internal: ``http://<listen host>:<listen port><mount>/<pluginId>``; a wildcard listen
+* internal: ``http://<listen host>:<listen port>`` + the plugin's path; a wildcard listen
   host (``0.0.0.0`` → ``127.0.0.1``, ``::`` or empty → ``localhost``) becomes a loopback name.
-* external: ``backend.baseUrl`` + mount + ``/<pluginId>`` (the internal URL when no baseUrl).
+* external: ``backend.baseUrl`` + the plugin's path (the internal origin when no baseUrl).
+* the plugin's path: ``<mount>/<pluginId>``, or the ``getPath`` of ``kernel_http_router_options``
+  (``kernel.plugin_paths``), the same the gateway routes by.
 * ``discovery.endpoints: [{target, plugins: [ids]}]`` overrides both for the listed plugins; the
   first entry listing a plugin wins. ``target`` is a URL or ``{internal, external}`` (a missing
   side keeps the default); ``{{pluginId}}`` in a target is replaced by the plugin id.
@@ -28,6 +30,7 @@ from kernel.api import (
     Settings,
     core_services,
     create_service_factory,
+    plugin_path,
     read_settings,
 )
 
@@ -57,11 +60,6 @@ def read_discovery_endpoints(config: ConfigReader) -> list[DiscoveryEndpoint]:
         raise ConfigError(f"Invalid config under 'discovery.endpoints': {msg}") from None
 
 
-def _mount(value: str) -> str:
-    mount = value.strip().strip("/")
-    return f"/{mount}" if mount else ""
-
-
 def _internal_origin(settings: Settings) -> str:
     host = settings.listen.host.strip()
     host = _WILDCARD_HOSTS.get(host, host)
@@ -74,24 +72,31 @@ class HostDiscovery:
     """A ``Discovery``: see the module doc. ``from_config`` reads the settings once."""
 
     def __init__(
-        self, internal_base: str, external_base: str, endpoints: list[DiscoveryEndpoint] | None = None
+        self,
+        internal_base: str,
+        external_base: str,
+        endpoints: list[DiscoveryEndpoint] | None = None,
+        *,
+        mount: str | None = None,
     ) -> None:
+        """``<base>/<pluginId>``; with ``mount``, the bases are origins and each plugin's path is
+        ``kernel.api.plugin_path(pluginId, mount)``."""
         self._internal = internal_base.rstrip("/")
         self._external = external_base.rstrip("/")
         self._endpoints = list(endpoints or [])
+        self._mount = mount
 
     @property
     def internal_base(self) -> str:
-        """Where this kernel's own plugins are reached, without the plugin id (``http://host:port/api``)."""
+        """Where this kernel's own plugins are reached, without their paths (``http://host:port``)."""
         return self._internal
 
     @classmethod
     def from_config(cls, config: ConfigReader) -> HostDiscovery:
         settings = read_settings(config)
-        mount = _mount(settings.gateway.mount)
         internal = _internal_origin(settings)
         external = (settings.base_url or internal).strip().rstrip("/")
-        return cls(internal + mount, external + mount, read_discovery_endpoints(config))
+        return cls(internal, external, read_discovery_endpoints(config), mount=settings.gateway.mount)
 
     def _target(self, plugin_id: str, side: str) -> str:
         encoded = quote(plugin_id, safe="")
@@ -103,6 +108,8 @@ class HostDiscovery:
                     return _PLACEHOLDER.sub(encoded, url).rstrip("/")
                 break
         base = self._internal if side == "internal" else self._external
+        if self._mount is not None:
+            return base + plugin_path(plugin_id, self._mount)
         return f"{base}/{encoded}"
 
     async def get_base_url(self, plugin_id: str) -> str:

@@ -57,8 +57,8 @@ from kernel.api import (
     core_services,
     create_service_factory,
 )
-from services import instruments
-from services.scheduler_openapi import LIST_TASKS, TRIGGER_TASK
+from kernel_services import instruments
+from kernel_services.scheduler_openapi import LIST_TASKS, TRIGGER_TASK
 
 Frequency = str | float | int | timedelta
 Scope = Literal["global", "local"]

@@ -127,7 +127,7 @@ def _declared_schemas() -> dict[str, Any]:
 
 @pytest.mark.parametrize("block", YAML, ids=_id)
 def test_yaml_block(block: dict[str, Any], tmp_path: Path) -> None:
-    from services.database import read_settings as read_database_settings
+    from kernel_services.database import read_settings as read_database_settings
 
     text: str = block["text"]
     path = tmp_path / "app-config.yaml"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kernel import logs
-from services.logger import PluginLogger
+from kernel_services.logger import PluginLogger
 
 
 @contextmanager

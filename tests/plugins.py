@@ -39,6 +39,18 @@ EDGE = FIXTURES / "acme_edge.py"
 #: plugins calling each other with plugin tokens (tests/services/test_auth.py)
 CALLER = FIXTURES / "caller.py"
 CALLEE = FIXTURES / "callee.py"
+#: a plugin asking the ``identity`` service who called, and a package overriding its options (test_identity.py)
+IDENTIFIED = FIXTURES / "identified.py"
+IDENTITY_OPTIONS = FIXTURES / "identity_options.py"
+#: a plugin emitting audit events, and a package shipping them to a file (tests/services/test_auditor.py)
+AUDITED = FIXTURES / "audited.py"
+AUDIT_SINK = FIXTURES / "audit_sink.py"
+#: a package choosing the config loader's arguments in code (tests/config/test_remote.py)
+CONFIG_OPTIONS = FIXTURES / "config_options.py"
+#: a package serving plugins at /plugins/<pluginId> (tests/gateway/test_plugin_paths.py)
+PLUGIN_PATHS = FIXTURES / "plugin_paths_options.py"
+#: a package adding a reader of memo:// URLs to the url_reader service (tests/services/test_url_reader.py)
+MEMO_READER = FIXTURES / "memo_reader.py"
 
 #: WebSocket routes and auth policies changed at run time (tests/gateway/test_websockets.py)
 CHAT = FIXTURES / "chat.py"
@@ -71,7 +83,7 @@ IMPORT_ERROR = """
 import this_module_does_not_exist
 """
 
-#: plugins whose import exits, hangs, or kills the interpreter (tests/cli/test_discovery.py)
+#: plugins whose import exits, hangs, or kills the interpreter (tests/cli/test_plugin_scan.py)
 EXITS_AT_IMPORT = FIXTURES / "exits_at_import.py"
 HANGS_AT_IMPORT = FIXTURES / "hangs_at_import.py"
 CRASHES_AT_IMPORT = FIXTURES / "crashes_at_import.py"
@@ -85,3 +97,13 @@ MEMO = FIXTURES / "memo.py"
 STUBBORN = FIXTURES / "stubborn.py"
 #: a plugin that floods its log from a thread
 CHATTY = FIXTURES / "chatty.py"
+
+#: a plugin showing what its root_config gives, key by key (tests/config/test_scoping_served.py)
+PEEKER = FIXTURES / "peeker.py"
+PROBER = FIXTURES / "prober.py"
+
+#: a plugin whose routes each try one attack on the others and report what they got (tests/isolation/)
+ATTACKER = FIXTURES / "attacker.py"
+
+#: a plugin whose lifecycle hooks call the kernel it runs in (tests/services/test_lifecycle.py)
+FAREWELL = FIXTURES / "farewell.py"

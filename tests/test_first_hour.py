@@ -70,95 +70,128 @@ def test_kernel_bench_is_the_benchmark() -> None:
 
 def test_kernel_bench_ships_with_the_kernel_distribution() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["kernel.plugins"]["kernel-cli-bench"] == "benchmarks.command"
-    assert "benchmarks*" in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert project["project"]["entry-points"]["kernel.plugins"]["kernel-cli-bench"] == "kernel_benchmarks.command"
+    assert "kernel_benchmarks" in project["tool"]["setuptools"]["packages"]
     assert project["project"]["optional-dependencies"]["bench"] == ["psutil>=5.9"]
 
 
-# -- scripts/setup: installs once ---------------------------------------------------------------------
+# -- scripts/setup: installs a lock once ------------------------------------------------------------
 
 FAKE_PYTHON = """#!/bin/sh
 # records how it was called; fails an install while $FAIL exists
-echo "$*" >> "$(dirname "$0")/../calls"
+echo "$*" >> "$(dirname "$0")/../../calls"
 case "$*" in *" -e "*) [ -e "$FAIL" ] && exit 1 ;; esac
 exit 0
 """
 
+#: the interpreter scripts/setup makes .venv with: `-m venv .venv` puts the recording python there
+FAKE_BASE_PYTHON = """#!/bin/sh
+[ "$1 $2" = "-m venv" ] || exit 3
+mkdir -p "$3/bin" && cp "$(dirname "$0")/recorder" "$3/bin/python" && echo venv >> "$3/../calls"
+"""
+
 
 def _sandbox(tmp_path: Path) -> Path:
-    """A repository with scripts/setup, two plugins (and bench) and a .venv whose python only records calls."""
+    """A repository with scripts/setup, both locks, two plugins (and bench); its python only records calls."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "setup", repo / "scripts" / "setup")
     (repo / "pyproject.toml").write_text('[project]\nname = "kernel"\n')
+    for lock in ("serve", "dev"):
+        (repo / f"requirements-{lock}.lock").write_text(f"# {lock}\n")
     for name in ("one", "two", "bench"):
         (repo / "contrib_plugins" / name).mkdir(parents=True)
         (repo / "contrib_plugins" / name / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n')
-    python = repo / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(FAKE_PYTHON)
-    python.chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name, text in (("recorder", FAKE_PYTHON), ("python3", FAKE_BASE_PYTHON)):
+        (tools / name).write_text(text)
+        (tools / name).chmod(0o755)
     return repo
 
 
-def _setup(repo: Path, extras: str | None = None) -> list[str]:
-    """Run scripts/setup; the pip commands it ran."""
-    calls = repo / ".venv" / "calls"
+def _setup(repo: Path, *args: str) -> list[str]:
+    """Run scripts/setup; what it did to .venv: ``venv`` when it made it anew, then each pip command."""
+    calls = repo / "calls"
     before = calls.read_text().splitlines() if calls.exists() else []
-    env = {k: v for k, v in os.environ.items() if k != "KERNEL_EXTRAS"}
-    env["FAIL"] = str(repo / "fail")
-    if extras is not None:
-        env["KERNEL_EXTRAS"] = extras
-    proc = subprocess.run(["bash", "scripts/setup"], cwd=repo, env=env, capture_output=True, text=True, timeout=30)
+    env = {**os.environ, "FAIL": str(repo / "fail"), "PYTHON": str(repo.parent / "tools" / "python3")}
+    proc = subprocess.run(
+        ["bash", "scripts/setup", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=30
+    )
     after = calls.read_text().splitlines() if calls.exists() else []
-    new = after[len(before) :]
     assert proc.returncode == (1 if (repo / "fail").exists() else 0), proc.stderr
-    return [c for c in new if " -e " in c]
+    return [c.replace("-m pip --disable-pip-version-check install -q ", "") for c in after[len(before) :]]
 
 
-def test_setup_installs_once_and_again_when_its_inputs_change(tmp_path: Path) -> None:
+SERVE = [
+    "venv",
+    "--require-hashes --no-deps -r requirements-serve.lock",
+    "--no-deps --no-build-isolation -e . -e contrib_plugins/one -e contrib_plugins/two",
+    "-m pip --disable-pip-version-check check",
+]
+DEV = [SERVE[0], SERVE[1].replace("serve", "dev"), *SERVE[2:]]
+
+
+def test_setup_installs_a_lock_once_and_anew_when_its_inputs_change(tmp_path: Path) -> None:
     repo = _sandbox(tmp_path)
-    first = _setup(repo)
-    assert first == ["-m pip install -q -e .[bench,uvicorn] -e contrib_plugins/one -e contrib_plugins/two"]
+    assert _setup(repo) == SERVE
     assert _setup(repo) == []  # nothing changed: no pip at all
-    # scripts/test's extras: installed with those of before; then scripts/serve's are a subset
-    assert _setup(repo, "test,uvicorn,shared,bench") == [
-        "-m pip install -q -e .[bench,shared,test,uvicorn] -e contrib_plugins/one -e contrib_plugins/two"
-    ]
-    assert _setup(repo) == []
-    assert _setup(repo, "test,shared") == []
-    # a changed pyproject.toml, a new plugin: installed again, keeping the extras
+    assert _setup(repo, "dev") == DEV  # scripts/test: the dev lock, in a new .venv
+    assert _setup(repo) == []  # scripts/serve after it: the dev lock holds the serve lock's versions
+    assert _setup(repo, "dev") == []
+    # a changed lock, a changed pyproject.toml, a new plugin: .venv made anew from the same lock
+    (repo / "requirements-dev.lock").write_text("# dev, refreshed\n")
+    assert _setup(repo) == DEV
     (repo / "contrib_plugins" / "one" / "pyproject.toml").write_text('[project]\nname = "one"\nversion = "2"\n')
-    assert len(_setup(repo)) == 1
+    assert _setup(repo, "dev") == DEV
     (repo / "contrib_plugins" / "three").mkdir()
     (repo / "contrib_plugins" / "three" / "pyproject.toml").write_text('[project]\nname = "three"\n')
-    assert _setup(repo) == [
-        "-m pip install -q -e .[bench,shared,test,uvicorn] "
-        "-e contrib_plugins/one -e contrib_plugins/three -e contrib_plugins/two"
-    ]
-    assert _setup(repo) == []
+    assert _setup(repo, "dev")[2] == (
+        "--no-deps --no-build-isolation -e . -e contrib_plugins/one -e contrib_plugins/three -e contrib_plugins/two"
+    )
+    assert _setup(repo, "dev") == []
 
 
 def test_setup_tries_again_after_a_failed_install(tmp_path: Path) -> None:
     repo = _sandbox(tmp_path)
     (repo / "fail").touch()
-    assert len(_setup(repo)) == 1
+    assert _setup(repo) == SERVE[:3]
     (repo / "fail").unlink()
-    assert len(_setup(repo)) == 1  # no stamp was written for the failed install
+    assert _setup(repo) == SERVE  # no stamp was written for the failed install
     assert _setup(repo) == []
 
 
+def test_the_locks_pin_every_package_with_hashes_and_agree() -> None:
+    """scripts/lock's output: every line a pin with hashes, and the serve lock's versions the dev lock's."""
+    pins: dict[str, dict[str, str]] = {}
+    for lock in ("serve", "dev"):
+        text = (REPO / f"requirements-{lock}.lock").read_text()
+        entries = re.findall(
+            r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)(?: ;[^\n]*)?( \\\n    --hash=sha256:[0-9a-f]{64})", text, re.M
+        )
+        names = re.findall(r"^[A-Za-z]\S*", text, re.M)
+        assert len(entries) == len(names) > 0, lock  # nothing unpinned, nothing without a hash
+        pins[lock] = {name.lower(): version for name, version, _ in entries}
+    assert all(pins["dev"][name] == version for name, version in pins["serve"].items())
+    assert {"pytest", "pytest-xdist", "mypy", "setuptools"} <= pins["dev"].keys()
+    assert {"hypercorn", "msgspec", "starlette", "pyzmq", "uvicorn"} <= pins["serve"].keys()
+
+
 def test_editable_installs_are_pth_files() -> None:
-    """Every project scripts/setup installs says where its packages are (``package-dir = {"" = "."}``):
-    setuptools then installs it in editable mode as a ``.pth`` file, not with an import hook that
-    warns on every install that folders of the working directory may shadow the package."""
-    projects = [REPO, *(p for p in sorted((REPO / "contrib_plugins").iterdir()) if p.name != "bench")]
+    """Every contrib project scripts/setup installs says where its packages are (``package-dir = {"" = "."}``):
+    setuptools then installs it in editable mode as a ``.pth`` file, not with an import hook that warns on
+    every install that folders of the working directory may shadow the package. The kernel's own project
+    maps its folders to names of its own (``services/`` is ``kernel_services``): it lists its packages."""
+    projects = [p for p in sorted((REPO / "contrib_plugins").iterdir()) if p.name != "bench"]
     for project in projects:
         if not (project / "pyproject.toml").exists():
             continue
         tool = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["setuptools"]
         assert tool["package-dir"] == {"": "."}, project
         assert tool["packages"]["find"]["include"], project  # else every folder would be a package
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"": ".", "kernel_services": "services", "kernel_benchmarks": "benchmarks"}
+    assert {"kernel", "kernel_services", "kernel_benchmarks"} <= set(tool["packages"])
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").iterdir() if p.is_file()))

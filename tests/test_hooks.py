@@ -16,6 +16,9 @@ import yaml
 from kernel import hookspecs
 from kernel.testing import KernelProcess, make_package, wait_for
 from tests import plugins
+from tests.config.test_remote import (
+    test_the_loader_arguments_come_from_a_package,  # noqa: F401 (named in EXERCISED, so runs here too)
+)
 from tests.conftest import TOKEN, assert_error_shape, base_config
 from tests.services.test_permissions import (
     test_a_policy_package_decides_for_users_in_the_plugins_worker,  # noqa: F401 (named in EXERCISED, so runs here too)
@@ -38,6 +41,10 @@ EXERCISED = {
     "kernel_config_schemas": "test_config_check_validates_the_keys_a_package_declares",
     "kernel_cli_commands": "test_a_package_adds_a_kernel_subcommand",
     "kernel_permission_policy": "test_a_policy_package_decides_for_users_in_the_plugins_worker",
+    "kernel_audit_event": "test_packages_ship_audit_events_read_urls_and_place_plugins",
+    "kernel_url_readers": "test_packages_ship_audit_events_read_urls_and_place_plugins",
+    "kernel_http_router_options": "test_packages_ship_audit_events_read_urls_and_place_plugins",
+    "kernel_root_config_options": "test_the_loader_arguments_come_from_a_package",
 }
 
 
@@ -159,3 +166,25 @@ def test_a_package_adds_a_kernel_subcommand(edge_site: Path) -> None:
     assert (proc.returncode, proc.stdout) == (7, "acme says hello\n")
     listed = _kernel(["--help"], [edge_site]).stdout
     assert all(name in listed for name in ("serve", "plugins", "config", "acme"))
+
+
+def test_packages_ship_audit_events_read_urls_and_place_plugins(tmp_path: Path) -> None:
+    """``kernel_audit_event``, ``kernel_url_readers`` and ``kernel_http_router_options`` in one real kernel."""
+    sink = tmp_path / "audit.jsonl"
+    for dist, modules, entry_points in (
+        ("kernel-test-audited", {"test_audited": plugins.AUDITED}, {"audited": "test_audited:plugin"}),
+        ("kernel-test-audit-sink", {"test_audit_sink": plugins.AUDIT_SINK}, {"audit-sink": "test_audit_sink"}),
+        ("kernel-test-memo-reader", {"test_memo_reader": plugins.MEMO_READER}, {"memo": "test_memo_reader"}),
+        ("kernel-test-paths", {"test_paths": plugins.PLUGIN_PATHS}, {"paths": "test_paths"}),
+    ):
+        make_package(tmp_path / "site", dist, modules, entry_points)
+    env = {"KERNEL_TEST_AUDIT_FILE": str(sink)}
+    with (
+        KernelProcess(base_config(), paths=[tmp_path / "site"], env=env) as k,
+        httpx.Client(base_url=k.url, timeout=20) as c,
+    ):
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        read = c.get("/plugins/audited/read", params={"url": "memo://docs/index.md"}, headers=auth)  # getPath
+        assert read.json() == {"content": "# Docs", "etag": "memo-v1"}  # the package's reader
+        shipped = wait_for(lambda: sink.exists() and len(sink.read_text().splitlines()) >= 2 and sink.read_text(), 15)
+        assert '"eventId": "plugin-start"' in shipped  # the package's sink

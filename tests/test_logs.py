@@ -25,7 +25,7 @@ from kernel.logs import (
     configure_from_config,
     default_format,
 )
-from services.logger import plugin_logger
+from kernel_services.logger import plugin_logger
 from tests.logs_support import capture, restored_logging
 
 

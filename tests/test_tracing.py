@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel.settings import OtlpSettings, TracingSettings
 from kernel.testing import KernelProcess, make_package, wait_for
 from kernel.tracing.provider import processor_for
-from kernel.tracing_settings import OtlpSettings, TracingSettings
 from tests import plugins
 from tests.conftest import base_config
 

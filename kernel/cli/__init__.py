@@ -2,7 +2,7 @@
 
 The built-in ones (``serve``, ``plugins``, ``config check|print``) register in
 ``kernel.cli.commands`` exactly as an installed package adds its own. The command imports
-no plugin: a child process discovers the installed packages (``kernel.discovery``), and only
+no plugin: a child process discovers the installed packages (``kernel.plugin_scan``), and only
 the hook providers it names are imported here. The child starts first thing, so the command's
 own imports overlap with it: keep this module's top-level imports to the standard library.
 """
@@ -17,7 +17,7 @@ from kernel import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from kernel.discovery.spawn import start
+    from kernel.plugin_scan.spawn import start
 
     first = start()  # at once: the imports below run while the child imports the plugins
 

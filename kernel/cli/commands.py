@@ -76,6 +76,42 @@ def _status(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    from kernel.cli.rollout import arguments
+
+    arguments(parser)
+
+
+def _keys_arguments(parser: argparse.ArgumentParser) -> None:
+    from kernel.cli.keys import arguments
+
+    arguments(parser)
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from kernel.cli.rollout import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from kernel.cli.keys import run
+
+    return run(args)
+
+
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    from kernel.cli.worker import arguments
+
+    arguments(parser)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from kernel.cli.worker import run
+
+    return run(args)
+
+
 @hookimpl
 def kernel_cli_commands() -> Sequence[CliCommand]:
     return [
@@ -84,4 +120,12 @@ def kernel_cli_commands() -> Sequence[CliCommand]:
         CliCommand("config", "check or print the merged app-config", _config, _config_arguments),
         CliCommand("new", "create a plugin or module package from a template", _new, _new_arguments),
         CliCommand("status", "a running kernel's plugins, workers and processes, live", _status, _status_arguments),
+        CliCommand(
+            "rollout",
+            "replace a running kernel's plugin workers, or restart its gateways, with no failed request",
+            _rollout,
+            _rollout_arguments,
+        ),
+        CliCommand("keys", "generate CurveZMQ keys for remote workers", _keys, _keys_arguments),
+        CliCommand("worker", "serve one plugin of a running kernel from this host", _worker, _worker_arguments),
     ]

@@ -7,7 +7,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from kernel.discovery.parent import Installed, find_installed
+from kernel.plugin_scan.parent import Installed, find_installed
 
 DEFAULT_CONFIG = os.path.join("conf", "app-config.yaml")
 
@@ -19,6 +19,18 @@ def config_paths(given: Sequence[str] | None) -> list[str]:
     return [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
 
 
+def config_arguments(argv: Sequence[str]) -> list[str]:
+    """The values of ``--config X`` and ``--config=X`` in ``argv`` (a ``RootConfigOptions.argv``), in order."""
+    found: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--config":
+            found.append(next(items, ""))
+        elif item.startswith("--config="):
+            found.append(item.partition("=")[2])
+    return [value for value in found if value]
+
+
 def no_config_file() -> str:
     """What was looked for when no config file was found, and how to pass one."""
     where = os.path.abspath(DEFAULT_CONFIG)
@@ -26,7 +38,9 @@ def no_config_file() -> str:
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", metavar="FILE", help="app-config file; repeat to merge")
+    parser.add_argument(
+        "--config", action="append", metavar="FILE", help="app-config file or http(s) URL; repeat to merge"
+    )
 
 
 _found: list[Installed] = []

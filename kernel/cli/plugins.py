@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from kernel.cli.common import installed
-from kernel.discovery.parent import Installed
+from kernel.plugin_scan.parent import Installed
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

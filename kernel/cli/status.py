@@ -14,22 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from kernel.cli.common import add_config_option, config_paths
-from kernel.dashboard import SNAPSHOT
+from kernel.cli.operator_http import OperatorCallError, call
+from kernel.dashboard.paths import SNAPSHOT
 from kernel.errors import ConfigError
 
 #: seconds to wait for a second sample (for CPU %) before showing the lifetime average instead
 SECOND_SAMPLE_WAIT = 3.0
-#: seconds one request may take
-TIMEOUT = 10.0
 #: the exit code of a config that does not load (as ``kernel serve`` and ``kernel config``)
 CONFIG_ERROR = 2
 
@@ -65,34 +61,14 @@ def default_url(config_files: Sequence[str] | None) -> str:
 
 def fetch_snapshot(url: str, token: str, *, insecure: bool = False) -> dict[str, Any]:
     """The snapshot of the kernel at ``url``; ``StatusError`` saying why not."""
-    request = urllib.request.Request(url.rstrip("/") + SNAPSHOT, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    context = ssl._create_unverified_context() if insecure else None  # --insecure: a development kernel
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp:
-            body: dict[str, Any] = json.loads(resp.read())
-            return body
-    except urllib.error.HTTPError as exc:
-        raise StatusError(_refused(url, exc, token)) from None
-    except (OSError, ValueError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise StatusError(f"cannot reach the kernel at {url} ({reason}): is it running? (--url, or --config)") from None
-
-
-def _refused(url: str, exc: urllib.error.HTTPError, token: str) -> str:
-    try:
-        message = json.loads(exc.read())["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = exc.reason
-    if exc.code == 401:
-        given = "no token given (--token or $KERNEL_TOKEN)" if not token else "the token was refused"
-        return f"{url} answered 401: {given}: {message}"
-    if exc.code == 403:
-        return f"{url} answered 403: {message}"
-    if exc.code == 404:
-        return f"{url} has no dashboard snapshot (404): backend.dashboard.enabled is false, or this is not a kernel"
-    return f"{url} answered {exc.code}: {message}"
+        return call(url, SNAPSHOT, token, insecure=insecure)
+    except OperatorCallError as exc:
+        if exc.status == 404:
+            raise StatusError(
+                f"{url} has no dashboard snapshot (404): backend.dashboard.enabled is false, or this is not a kernel"
+            ) from None
+        raise StatusError(str(exc)) from None
 
 
 def cpu_percents(first: dict[str, Any], second: dict[str, Any] | None) -> dict[int, float]:
@@ -202,6 +178,11 @@ def render(snapshot: dict[str, Any], cpu: dict[int, float], url: str) -> str:
             )
     headers = ["PLUGIN", "WORKER", "PID", "STATE", "RSS", "CPU", "IN-FLIGHT", "REQ/S", "P50", "P99", "RESTARTS"]
     out += ["", table(headers, rows, right=(2, 4, 5, 6, 7, 8, 9, 10))]
+    apart = [p for p in plugins if p.get("isolation")]
+    if apart:
+        keys = ("runsAs", "cgroup", "config", "database", "cache")
+        rows = [[p["id"], *(p["isolation"].get(k, "-") for k in keys)] for p in apart]
+        out += ["", table(["ISOLATION", "RUNS AS", "CGROUP", "CONFIG", "DATABASE", "CACHE"], rows)]
     if snapshot["failed"]:
         failed = [[f["id"], f["reason"]] for f in snapshot["failed"]]
         out += ["", table(["FAILED PLUGIN", "WHY"], failed)]

@@ -9,7 +9,9 @@
 * ``live``: ``LiveConfig``, a ``RootConfig`` whose config is replaced at run time;
   ``reloading``: ``ReloadingConfig``, one that watches its files.
 
-``merge`` and ``read_section`` live in the contract module ``kernel.settings`` and are re-exported.
+``merge`` (the deep-merge of the layers) and ``read_section`` are re-exported from the contract's
+``kernel.settings.base``: ``kernel.api`` exports ``merge`` as ``merge_config``, and a contract module
+may not import this package (which brings in asyncio).
 """
 
 from __future__ import annotations

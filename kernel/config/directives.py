@@ -12,7 +12,7 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +40,10 @@ class Context:
     display: str  # how that file is named in messages
     env: Mapping[str, str]
     stack: tuple[Path, ...]  # resolved files currently being included (cycle detection)
+    #: keys (as ``a.b[0].c``) whose value a ``$env``, ``$file`` or ``${VAR}`` produced: secret to scoping
+    derived: set[str] = field(default_factory=set)
+    #: loaded from a URL: no file around it for ``$file``/``$include`` to be relative to
+    remote: bool = False
 
 
 def _child(key: str, part: str | int) -> str:
@@ -59,10 +63,15 @@ def _norm_key(key: Any) -> str:
 def transform(value: Any, key: str, ctx: Context) -> Any:
     """Apply substitutions and directives; returns ``ABSENT`` for values that vanish."""
     if isinstance(value, str):
-        return _substitute(value, key, ctx)
+        text = _substitute(value, key, ctx)
+        if text != value:
+            ctx.derived.add(key)
+        return text
     if isinstance(value, dict):
         directive = _directive_of(value, key, ctx)
         if directive is not None:
+            if directive[0] != "$include":
+                ctx.derived.add(key)
             return _apply_directive(directive[0], directive[1], key, ctx)
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -97,6 +106,8 @@ def _apply_directive(name: str, arg: Any, key: str, ctx: Context) -> Any:
     if name == "$env":
         val = ctx.env.get(arg.strip())
         return ABSENT if val is None else val
+    if ctx.remote:
+        raise _fail(ctx, key, f"Directive '{name}' cannot be used in config loaded from a URL")
     target = _substitute(arg, key, ctx)
     if not isinstance(target, str) or not target.strip():
         raise _fail(ctx, key, f"Directive '{name}' has an empty path")
@@ -126,7 +137,7 @@ def _include(target: str, key: str, ctx: Context) -> Any:
         if not isinstance(data, dict) or part not in data:
             raise _fail(ctx, key, f"Path '{selector}' not found in $include '{file_part}'")
         data = data[part]
-    return transform(data, key, Context(path, str(path), ctx.env, (*ctx.stack, resolved)))
+    return transform(data, key, Context(path, str(path), ctx.env, (*ctx.stack, resolved), ctx.derived))
 
 
 def _lookup_var(body: str, key: str, ctx: Context) -> tuple[str, Any]:

@@ -4,6 +4,12 @@ Getters convert where a value from ``${VAR}`` would be a string: ``get_number`` 
 strings, ``get_boolean`` accepts true/false/yes/no/on/off/1/0. A wrong type is a ``ConfigError``
 naming the full key and the file (or ``env:APP_CONFIG_...`` variable) it came from.
 ``snapshot``/``from_snapshot`` carry a config, sources included, over the wire.
+
+A scoped config (``kernel.config.scoping``) also knows which key paths were withheld from it and
+why: reading one of them, or below one, is a ``ConfigError`` saying so, never a silent absence.
+Reading a parent of a withheld key gives the parent without it. ``derived`` are the key paths whose
+value a ``$env``, ``$file`` or ``${VAR}`` produced (``load_config`` records them; scoping treats
+them as secret).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import msgspec
 from kernel.config.parsing import type_name
 from kernel.errors import ConfigError
 
-__all__ = ["Config", "ConfigSnapshot", "Sources", "prune", "record_sources"]
+__all__ = ["Config", "ConfigSnapshot", "Hidden", "Sources", "prune", "record_sources"]
 
 _INT_RE: Final = re.compile(r"[+-]?\d+")
 _FLOAT_RE: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -29,6 +35,8 @@ _FALSE: Final = frozenset({"false", "no", "n", "off", "0"})
 
 #: key path -> where its value came from (a file as given, or ``env:APP_CONFIG_...``)
 Sources = dict[tuple[str, ...], str]
+#: key path (arrays transparent) -> why it was withheld from this config
+Hidden = dict[tuple[str, ...], str]
 
 
 class _Absent(enum.Enum):
@@ -60,6 +68,8 @@ class ConfigSnapshot(msgspec.Struct, frozen=True):
 
     data: dict[str, Any]
     sources: list[tuple[list[str], str]]
+    #: the key paths withheld from it (``kernel.config.scoping``), each with why
+    hidden: list[tuple[list[str], str]] = []
 
 
 # ---------------------------------------------------------------------------- conversions
@@ -102,13 +112,16 @@ def _as_object(value: Any) -> Any:
 class Config:
     """Immutable view over merged config data that remembers each key's source."""
 
-    __slots__ = ("_base", "_data", "_fixed", "_prefix", "_sources")
+    __slots__ = ("_base", "_data", "_fixed", "_hidden", "_prefix", "_sources", "derived")
 
     _data: dict[str, Any]
     _sources: Mapping[tuple[str, ...], str]
     _prefix: str
     _base: tuple[str, ...]
     _fixed: str | None
+    _hidden: Mapping[tuple[str, ...], str]
+    #: key paths whose value a ``$env``, ``$file`` or ``${VAR}`` produced (arrays transparent)
+    derived: frozenset[tuple[str, ...]]
 
     def __init__(
         self,
@@ -118,6 +131,8 @@ class Config:
         prefix: str = "",
         base: tuple[str, ...] = (),
         fixed: str | None = None,
+        hidden: Mapping[tuple[str, ...], str] | None = None,
+        derived: frozenset[tuple[str, ...]] = frozenset(),
     ) -> None:
         init = object.__setattr__
         init(self, "_data", data)
@@ -125,6 +140,8 @@ class Config:
         init(self, "_prefix", prefix)
         init(self, "_base", base)
         init(self, "_fixed", fixed)
+        init(self, "_hidden", hidden or {})
+        init(self, "derived", derived)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Config is immutable")
@@ -155,13 +172,20 @@ class Config:
             pairs = [
                 (list(path[n:]), s) for path, s in self._sources.items() if len(path) > n and path[:n] == self._base
             ]
-        return ConfigSnapshot(data=copy.deepcopy(self._data), sources=pairs)
+        n = len(self._base)
+        hidden = [(list(p[n:]), why) for p, why in self._hidden.items() if len(p) > n and p[:n] == self._base]
+        return ConfigSnapshot(data=copy.deepcopy(self._data), sources=pairs, hidden=hidden)
 
     @classmethod
     def from_snapshot(cls, snapshot: ConfigSnapshot) -> Config:
         """The root ``Config`` a snapshot describes; error messages still name each key's file."""
         sources = {tuple(path): source for path, source in snapshot.sources}
-        return cls(copy.deepcopy(snapshot.data), sources)
+        hidden = {tuple(path): why for path, why in snapshot.hidden}
+        return cls(copy.deepcopy(snapshot.data), sources, hidden=hidden)
+
+    def hidden(self) -> dict[str, str]:
+        """The withheld key paths (dot paths from the root) and why; empty for a config that is not scoped."""
+        return {".".join(path): why for path, why in self._hidden.items()}
 
     # -- internals
 
@@ -181,9 +205,19 @@ class Config:
         node: Any = self._data
         for part in self._parts(key) if key else ():
             if not isinstance(node, dict) or part not in node:
+                if self._hidden:
+                    self._check_hidden(key)
                 return _ABSENT
             node = node[part]
         return node
+
+    def _check_hidden(self, key: str | None) -> None:
+        """Raise when ``key`` (absent here) is, or is below, a withheld path."""
+        path = (*self._base, *(self._parts(key) if key else ()))
+        for n in range(1, len(path) + 1):
+            why = self._hidden.get(path[:n])
+            if why is not None:
+                raise ConfigError(f"config key '{'.'.join(path)}' is not visible to {why}")
 
     def _source_of(self, key: str | None) -> str | None:
         if self._fixed is not None:
@@ -224,6 +258,7 @@ class Config:
         return list(self._data)
 
     def has(self, key: str) -> bool:
+        """True when ``key`` is set; a withheld key is a ``ConfigError``, as for every getter."""
         return self._find(key) is not _ABSENT
 
     def source(self, key: str | None = None) -> str | None:
@@ -290,9 +325,13 @@ class Config:
 
     def _sub(self, key: str, data: dict[str, Any]) -> Config:
         base = (*self._base, *self._parts(key))
-        return Config(data, self._sources, prefix=self._full(key), base=base, fixed=self._fixed)
+        return Config(data, self._sources, prefix=self._full(key), base=base, fixed=self._fixed, hidden=self._hidden)
 
     def _sub_list(self, key: str, items: list[dict[str, Any]]) -> list[Config]:
         source = self._source_of(key)
         full = self._full(key)
-        return [Config(d, self._sources, prefix=f"{full}[{i}]", fixed=source) for i, d in enumerate(items)]
+        base = (*self._base, *self._parts(key))  # arrays are transparent to withheld paths
+        return [
+            Config(d, self._sources, prefix=f"{full}[{i}]", base=base, fixed=source, hidden=self._hidden)
+            for i, d in enumerate(items)
+        ]

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kernel.core_services import RootConfig
+from kernel.dashboard.paths import PAGE, SNAPSHOT
 from kernel.hookspecs import hookimpl
 from kernel.hooktypes import GatewayView
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-#: the page, and the snapshot it reads (``kernel status`` reads it too)
-PAGE = "/.kernel/dashboard"
-SNAPSHOT = f"{PAGE}/v1/snapshot"
+
+__all__ = ["PAGE", "SNAPSHOT", "kernel_root_routes"]
 
 
 @hookimpl

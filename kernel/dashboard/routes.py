@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import os
 import time
-from importlib import resources
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+import kernel.dashboard.paths as paths
 from kernel import __version__
 from kernel.core_services import RootConfig
-from kernel.dashboard import PAGE, SNAPSHOT
+from kernel.dashboard.paths import PAGE, SNAPSHOT
 from kernel.dashboard.snapshot import build_snapshot
-from kernel.edge_settings import DashboardSettings, read_dashboard_settings
 from kernel.errors import NotAllowedError, NotFoundError
 from kernel.hooktypes import GatewayView, Headers
 from kernel.protocol import Principal
-from kernel.settings import GatewaySettings, read_section
+from kernel.settings import DashboardSettings, GatewaySettings, read_dashboard_settings, read_section
 
 STATIC = f"{PAGE}/static"
 #: the page's files: name -> content type (the page itself is ``index.html``)
@@ -37,13 +37,14 @@ FILES = {
     "index.html": "text/html; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
 }
 #: answers of the page's files: revalidated on each load (an upgraded kernel serves its own)
 FILE_HEADERS = {"cache-control": "no-cache"}
 
 
 def _files() -> dict[str, bytes]:
-    folder = resources.files("kernel.dashboard") / "static"
+    folder = Path(paths.__file__).with_name("static")  # the package's own folder
     return {name: (folder / name).read_bytes() for name in FILES}
 
 

@@ -108,6 +108,7 @@ def build_snapshot(
             "restarts": restarts.get(p.id, 0),
             "recycles": recycles.get(p.id, 0),
             "workers": _workers(p, by_plugin.get(p.id, {})),
+            "isolation": dict(p.isolation),
         }
         for p in sorted(states, key=lambda p: p.id)
     ]

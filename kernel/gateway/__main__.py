@@ -12,32 +12,29 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
-import pluggy
-
-from kernel.config import Config, ConfigError, LiveConfig
-from kernel.gateway.app import GatewayState, build_app
-from kernel.gateway.auth import Authenticator
-from kernel.gateway.middleware.ratelimit_stores import create_store
-from kernel.gateway.routing import ApiDispatcher
-from kernel.gateway.servers import ALPN, SERVERS, serve_hypercorn
+from kernel.config import Config, LiveConfig
+from kernel.gateway import servers as http_servers
+from kernel.gateway.compose import compose_gateway
+from kernel.gateway.control import ControlLink
+from kernel.gateway.limits import limited
+from kernel.gateway.links import WorkerLinks
+from kernel.gateway.servers import ALPN
+from kernel.gateway.table import RoutingTable
 from kernel.gateway.tls import server_context
-from kernel.gateway.workers import WorkerPool
-from kernel.hooktypes import CredentialVerifier, GatewayMiddleware
+from kernel.gateway.zmq_transport import ZmqTransport
 from kernel.launch import GatewaySpec, apply_config_update, start_child
 from kernel.logs import configure_from_config
 from kernel.metrics.endpoint import metrics_app
-from kernel.metrics.http import RequestMetrics
-from kernel.registry import in_registration_order, load_registry
+from kernel.registry import load_registry
+from kernel.transport.connection import hello
+from kernel.transport.curve import CurveServer
 
 log = logging.getLogger("kernel.gateway")
-
-
-def _verifiers(hooks: pluggy.HookRelay, config: Config) -> list[CredentialVerifier]:
-    results: list[Sequence[CredentialVerifier]] = hooks.kernel_credential_verifiers(config=config)
-    return in_registration_order(results)
+#: seconds a gateway waits for the workers to join it again before it takes connections (after a restart)
+REACH_TIMEOUT = 5.0
 
 
 async def serve(spec: GatewaySpec) -> int:
@@ -48,16 +45,11 @@ async def serve(spec: GatewaySpec) -> int:
     for failure in registry.failures:
         log.error("%s: %s", spec.name, failure)
     assert registry.manager is not None
-    hooks = registry.manager.hook
-    auth = Authenticator(_verifiers(hooks, config.current))
-
-    def reloaded(new: Config) -> None:
-        try:
-            auth.replace_verifiers(_verifiers(hooks, new))
-        except ConfigError as exc:
-            log.error("%s keeps its credentials: %s", spec.name, exc)
-
-    config.subscribe(reloaded)
+    name = f"gateway-{spec.index}"
+    table = RoutingTable(tolerated=lambda plugin_id: spec.settings.boot_policy(plugin_id) == "continue")
+    links = WorkerLinks(table, ZmqTransport(name, spec.endpoint, **_remote(spec, name)))
+    gateway = compose_gateway(spec.settings, registry.manager.hook, config, links, name=name, dev=spec.dev)
+    api = gateway.api
     stop = asyncio.Event()
     draining: list[asyncio.Task[None]] = []
 
@@ -72,63 +64,46 @@ async def serve(spec: GatewaySpec) -> int:
         if not draining:
             draining.append(loop.create_task(drain(grace)))
 
+    retiring = [0.0]  # a rolling restart: how long the open connections may go on (``kernel.gateway.acceptor``)
+
+    def on_retire(grace: float) -> None:
+        log.info("%s is being replaced: it takes no new connection, the open ones finish", name)
+        api.close_sockets()  # WebSockets close with 1001: their clients reconnect to another gateway
+        retiring[0] = max(grace, 0.001)
+        stop.set()
+
+    control = ControlLink(
+        name, spec.control, links, on_shutdown, partial(apply_config_update, config), spec.secret, on_retire
+    )
     g = spec.settings.gateway
-
-    def tolerated(plugin_id: str) -> bool:
-        return spec.settings.boot_policy(plugin_id) == "continue"
-
-    pool = WorkerPool(
-        spec.index,
-        spec.endpoint,
-        spec.control,
-        on_shutdown,
-        partial(apply_config_update, config),
-        tolerated,
-        secret=spec.secret,
-    )
-    api = ApiDispatcher(
-        pool,
-        auth,
-        mount=g.mount,
-        timeout=g.request_timeout,
-        max_body=g.max_request_body_size,
-        worker_wait=g.worker_wait_timeout,
-        limits=spec.settings.limits,
-        lowest_in_flight=spec.settings.lowest_in_flight_limit(),
-        max_headers=g.max_headers,
-    )
-    view = GatewayState(pool, api)
-    results = hooks.kernel_root_routes(gateway=view, config=config)
-    edge = spec.settings.edge
-    store = create_store(edge.rate_limit.store) if edge.rate_limit is not None else None
-    middleware: list[GatewayMiddleware] = in_registration_order(hooks.kernel_gateway_middleware(config=config.current))
-    metrics = RequestMetrics(pool.in_flight) if spec.settings.metrics.enabled else None
-    if metrics is not None:
-        metrics.start()
-    app = build_app(
-        api,
-        in_registration_order(results),
-        dev=spec.dev,
-        edge=edge,
-        rate_limit_store=store,
-        middleware=middleware,
-        metrics=metrics,
-    )
     tls = None
-    if edge.https is not None:
-        tls = server_context(edge.https, alpn=ALPN[g.server], base_url=spec.settings.base_url)
+    if spec.settings.edge.https is not None:
+        tls = server_context(spec.settings.edge.https, alpn=ALPN[g.server], base_url=spec.settings.base_url)
     loop.add_signal_handler(signal.SIGTERM, on_shutdown, spec.settings.workers.shutdown_grace)
-    pool.start()
+    gateway.start()
+    control.start()
     try:
-        servers = [SERVERS[g.server](app, spec.fd, stop, tls, g)]
+        if not await links.reachable(REACH_TIMEOUT, hello("gateway", worker_id=name)):
+            log.warning("%s: some workers did not join it within %gs; serving all the same", name, REACH_TIMEOUT)
+        linger = lambda: retiring[0]  # noqa: E731
+        servers = [http_servers.serve(g.server, gateway.app, spec.fd, stop, tls, g, linger)]
         if spec.metrics_fd >= 0:  # the metrics' own listener
-            servers.append(serve_hypercorn(metrics_app(view, spec.settings.metrics.path), spec.metrics_fd, stop))
+            own = metrics_app(gateway.view, spec.settings.metrics.path)
+            servers.append(http_servers.serve("hypercorn", limited(own, g), spec.metrics_fd, stop, linger=linger))
         await asyncio.gather(*servers)
     finally:
-        pool.close()
-        if store is not None:
-            await store.close()
+        control.close()
+        await gateway.close()
     return 0
+
+
+def _remote(spec: GatewaySpec, name: str) -> dict[str, Any]:
+    """``backend.workers.remote``: this gateway's CURVE server and its ``tcp://`` endpoint (port+1+index)."""
+    remote = spec.settings.workers.remote
+    if remote is None:
+        return {}
+    curve = CurveServer(remote.server_key, remote.allowed_keys, remote.heartbeat_timeout, name)
+    return {"curve": curve, "tcp_endpoint": remote.gateway_endpoint(spec.index)}
 
 
 def run() -> int:

@@ -9,6 +9,11 @@ with an answer, because nothing has been read yet.
 
 Each accepted connection is served by ``serve(sock)`` in a task of its own; the slot is free again
 when it returns.
+
+A gateway being replaced (a rolling restart, ``Retire``) stops accepting and ``linger``s: its open
+connections go on until they close (each server answers every request with ``Connection: close`` and
+closes a connection idle for ``RETIRE_IDLE`` seconds, so clients leave between two requests) or its grace ends;
+the connections it no longer takes wait in the shared backlog for the other gateways, or its successor.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import errno
 import logging
 import resource
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +31,8 @@ log = logging.getLogger("kernel.gateway.http")
 
 #: ``accept`` errors that say the process or the system is out of something: wait, then try again
 _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: seconds a retiring gateway keeps a connection that waits for its next request (each server closes it then)
+RETIRE_IDLE = 1.0
 #: file descriptors a gateway process needs besides its connections (ZeroMQ sockets, logs, modules)
 FD_HEADROOM = 256
 
@@ -94,6 +102,15 @@ class Acceptor:
             self._warned = now
             log.warning("cannot accept connections (%s): %d open; retrying", exc.strerror, self.open)
 
+    async def linger(self, grace: float, retire: Callable[[], object]) -> None:
+        """A retiring gateway: ``retire()`` the server's connections, then wait up to ``grace`` seconds for
+        them to close (no-op without grace: the gateway stops)."""
+        if grace <= 0:
+            return
+        retire()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+
     async def close(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the open connections to end, then cancel the rest."""
         if self._tasks:
@@ -102,6 +119,29 @@ class Acceptor:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+
+
+async def connect(
+    sock: socket.socket,
+    protocol: Callable[[], asyncio.BaseProtocol],
+    tls: ssl.SSLContext | None,
+    handshake_timeout: float,
+) -> asyncio.Transport | None:
+    """An accepted socket as a transport to ``protocol()``, after the TLS handshake when given a context.
+
+    None when the handshake failed or timed out, or the client left.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        if tls is None:
+            transport, _ = await loop.connect_accepted_socket(protocol, sock)
+        else:
+            transport, _ = await loop.connect_accepted_socket(
+                protocol, sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
+            )
+    except OSError:
+        return None
+    return transport
 
 
 def raise_open_file_limit(connections: int) -> None:

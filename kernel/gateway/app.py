@@ -4,7 +4,7 @@ Everything under the mount goes to the ``ApiDispatcher``; everything else to a
 router of the routes installed packages add through ``kernel_root_routes``
 (the kernel's health endpoints among them).
 
-The HTTP edge (``kernel.gateway.middleware``, configured by ``kernel.edge_settings``), outermost first:
+The HTTP edge (``kernel.gateway.middleware``, configured by ``kernel.settings.edge``), outermost first:
 
 1. ``ErrorMiddleware``: a failure of the edge itself still answers in the error shape;
 2. ``ForwardedMiddleware`` (``backend.trustProxy``): the real client and scheme, for all below;
@@ -32,9 +32,10 @@ from typing import Any
 from starlette.routing import BaseRoute, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kernel.edge_settings import EdgeSettings
 from kernel.errors import NotFoundError
 from kernel.gateway import recent
+from kernel.gateway.dispatcher import ApiDispatcher
+from kernel.gateway.links import WorkerLinks
 from kernel.gateway.middleware.compression import CompressionMiddleware
 from kernel.gateway.middleware.cors import CorsMiddleware
 from kernel.gateway.middleware.errors import ErrorMiddleware
@@ -43,28 +44,27 @@ from kernel.gateway.middleware.headers import HealthHeadersMiddleware, SecurityH
 from kernel.gateway.middleware.observe import ObserveMiddleware
 from kernel.gateway.middleware.ratelimit import RateLimitMiddleware, Store
 from kernel.gateway.root import HEALTH
-from kernel.gateway.routing import ApiDispatcher
-from kernel.gateway.workers import WorkerPool
 from kernel.hooktypes import GatewayMiddleware, Headers
 from kernel.metrics.http import RequestMetrics
-from kernel.protocol import PluginState, Principal, Stats
+from kernel.protocol import PluginState, Principal, RolloutState, Stats
+from kernel.settings import EdgeSettings
 
 
 class GatewayState:
     """The ``GatewayView`` root endpoints get: this gateway's readiness, plugins and credential check."""
 
-    def __init__(self, pool: WorkerPool, api: ApiDispatcher) -> None:
-        self._pool = pool
+    def __init__(self, links: WorkerLinks, api: ApiDispatcher) -> None:
+        self._table = links.table
         self._api = api
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        return self._pool.readiness()
+        return self._table.readiness()
 
     def plugin_states(self) -> Sequence[PluginState]:
-        return list(self._pool.states.values())
+        return list(self._table.states.values())
 
     def stats(self) -> Stats | None:
-        return self._pool.stats
+        return self._table.stats
 
     def recent_errors(self) -> list[dict[str, Any]]:
         return recent.recent()
@@ -72,6 +72,12 @@ class GatewayState:
     async def authenticate(self, headers: Headers, plugin_id: str = "") -> Principal:
         principal = self._api.auth.authenticate(plugin_id, [], "/", headers)
         return principal if isinstance(principal, Principal) else await principal
+
+    def rollouts(self) -> list[RolloutState]:
+        return self._table.rollouts.latest()
+
+    async def request_rollout(self, plugins: list[str] | None, gateways: bool, by: str) -> RolloutState:
+        return await self._table.rollouts.request(plugins, gateways, by)
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,7 +93,7 @@ class Gateway:
         self.prefix = api.prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"].startswith(self.prefix):
+        if scope["type"] in ("http", "websocket") and self.api.owns(scope["path"]):
             await self.api(scope, receive, send)
         else:
             # with an app in the scope, a Starlette route raises its 405 (which the error layer

@@ -19,7 +19,10 @@ Everything else is hypercorn's own, configured from ``backend.gateway`` (``h11_m
 ``h2_max_header_list_size``, ``h2_max_concurrent_streams``, ``keep_alive_timeout``). Its
 ``read_timeout`` stays off: it would also cut a client waiting, silent, for a slow answer. There is no
 lifespan (as with uvicorn's ``lifespan="off"``): the gateway's app has no start-up or shutdown handlers.
-Written against hypercorn 0.17-0.18: ``_TCPServer.run`` is its ``TCPServer.run`` with the protocol swapped.
+Pinned: checked against hypercorn 0.18.0 and h11 0.16.0 (the lock; ``pyproject.toml`` bounds hypercorn
+``>=0.17,<0.19``). ``_TCPServer.run`` is hypercorn 0.18.0's ``TCPServer.run`` with the protocol swapped;
+``tests/gateway/test_server_pins.py`` holds a digest of every hypercorn and h11 method overridden or
+copied here, and fails naming the method when an upgrade changes one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import logging
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -44,8 +48,8 @@ from hypercorn.protocol.ws_stream import Handshake
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr
 
-from kernel.gateway.acceptor import Acceptor
-from kernel.gateway.limits import refusal
+from kernel.gateway.acceptor import RETIRE_IDLE, Acceptor, connect
+from kernel.gateway.limits import BAD_WEBSOCKET_HANDSHAKE, server_refusal
 from kernel.settings import GatewaySettings
 from kernel.transport.sockets import MAX_FRAME  # a WebSocket message travels to the worker as one frame
 
@@ -139,7 +143,7 @@ class EdgeH11Protocol(H11Protocol):
                 await self.send(Closed())
                 return
         if request.method == b"GET" and _is_websocket(request) and not _handshake_ok(request):
-            await self._refuse(400, "Invalid WebSocket handshake: it needs Sec-WebSocket-Key and -Version: 13")
+            await self._refuse(400, BAD_WEBSOCKET_HANDSHAKE)
             await self.send(Closed())
             return
         await super()._create_stream(request)
@@ -156,7 +160,8 @@ class EdgeH11Protocol(H11Protocol):
             self._head_clock = None
 
     def _head_too_slow(self, timeout: float) -> None:
-        self._head_clock = None
+        # ``_head_clock`` keeps the spent handle until the refusal is sent: a byte read meanwhile must not
+        # take itself for a new request's first and replace ``_head`` (a refusal naming no request, seen in CI)
         self.task_group.spawn(self._refuse_slow_head, timeout)
 
     async def _refuse_slow_head(self, timeout: float) -> None:
@@ -182,7 +187,7 @@ class EdgeH11Protocol(H11Protocol):
         await self._refuse(status_code, message[:300])
 
     async def _refuse(self, status: int, message: str) -> None:
-        headers, body = refusal(status, message, self._head)
+        headers, body = server_refusal(status, message, self._head)
         headers += self.config.response_headers("h11")
         await self._send_h11_event(h11.Response(status_code=status, headers=headers))
         await self._send_h11_event(h11.Data(data=body))
@@ -267,20 +272,61 @@ class _TCPServer(TCPServer):
             await self._close()
 
 
-async def _streams(
-    sock: socket.socket, tls: ssl.SSLContext | None, handshake_timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """An accepted connection as asyncio streams, over TLS when given a context (what ``start_server`` does)."""
+def _streams_of(transport: asyncio.Transport, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An open connection as asyncio streams, ``data`` already read from it, reading paused since (as
+    ``open_connection`` makes them)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    if tls is None:
-        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
-    else:
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: protocol, sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
-        )
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    transport.resume_reading()  # paused by whoever read ``data``; nothing is read before ``data`` is fed
+    if data:
+        protocol.data_received(data)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+class HypercornEdge:
+    """Hypercorn's per-connection servers without a listener of their own: serves the connections it is handed."""
+
+    def __init__(self, app: Any, settings: GatewaySettings) -> None:
+        self.config = edge_config(settings, logging.getLogger("kernel.gateway.http"))
+        self._context = WorkerContext(None)
+        self._app = ASGIWrapper(app)
+        self._state: dict[str, Any] = {}
+        self._retiring: asyncio.Task[None] | None = None
+
+    async def connection(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        """Serve an accepted socket (over TLS when given a context) until it closes."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport = await connect(sock, lambda: protocol, tls, self.config.ssl_handshake_timeout)
+        if transport is not None:
+            await self._serve(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    async def take(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Serve a connection already open, whose first ``data`` was read, until it closes."""
+        await self._serve(*_streams_of(transport, data))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        await _TCPServer(self._app, loop, self.config, self._context, self._state, reader, writer)
+
+    async def close(self) -> None:
+        """Idle connections close; busy ones after their answer (``graceful_timeout``, with the acceptor's close)."""
+        await self._context.terminated.set()
+
+    def retire(self) -> None:
+        """A retiring gateway: every HTTP/1.1 answer says ``Connection: close`` (hypercorn does past
+        ``keep_alive_max_requests``); ``RETIRE_IDLE`` seconds later, the connections still idle close and
+        HTTP/2 ones get a GOAWAY (``close``)."""
+        self.config.keep_alive_max_requests = 0
+        self._retiring = asyncio.get_running_loop().create_task(self._close_idle())
+
+    async def _close_idle(self) -> None:
+        await asyncio.sleep(RETIRE_IDLE)
+        await self.close()
 
 
 async def serve(
@@ -289,25 +335,15 @@ async def serve(
     stop: asyncio.Event,
     tls: ssl.SSLContext | None,
     settings: GatewaySettings,
-    errorlog: logging.Logger,
+    linger: Callable[[], float] = lambda: 0.0,
 ) -> None:
-    """Serve ``app`` on ``listener`` until ``stop``, then let open requests finish (1 s at most)."""
-    loop = asyncio.get_running_loop()
-    config = edge_config(settings, errorlog)
-    context = WorkerContext(None)
-    wrapped = ASGIWrapper(app)
-    state: dict[str, Any] = {}
-
-    async def connection(sock: socket.socket) -> None:
-        try:
-            reader, writer = await _streams(sock, tls, config.ssl_handshake_timeout)
-        except OSError:  # the TLS handshake failed or timed out, or the client left
-            return
-        await _TCPServer(wrapped, loop, config, context, state, reader, writer)
-
-    acceptor = Acceptor(listener, settings.max_connections, connection)
+    """Serve ``app`` on ``listener`` until ``stop``, then let open requests finish (1 s at most; a retiring
+    gateway's connections ``linger()`` seconds, see ``kernel.gateway.acceptor``)."""
+    edge = HypercornEdge(app, settings)
+    acceptor = Acceptor(listener, settings.max_connections, lambda sock: edge.connection(sock, tls))
     try:
         await acceptor.run_until(stop)
+        await acceptor.linger(linger(), edge.retire)
     finally:
-        await context.terminated.set()  # idle connections close, busy ones after their answer
-        await acceptor.close(config.graceful_timeout)
+        await edge.close()  # idle connections close, busy ones after their answer
+        await acceptor.close(edge.config.graceful_timeout)

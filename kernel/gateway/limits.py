@@ -3,6 +3,8 @@
 ``LimitsMiddleware`` wraps the whole gateway app, under any server and protocol (HTTP/1.1, HTTP/2):
 
 - a request target longer than ``backend.gateway.maxUrlLength`` gets 414 ``UriTooLongError``;
+- a request with more than ``backend.gateway.maxHeaders`` header fields gets 431
+  ``RequestHeaderFieldsTooLargeError``, before any other layer reads them;
 - an HTTP/2 request whose head (as HTTP/1 would write it) is over ``maxHeaderSize`` gets 431
   ``RequestHeaderFieldsTooLargeError`` (an HTTP/1 head is measured by the server, as it reads it;
   hypercorn advertises the limit to HTTP/2 clients but the h2 library enforces only its own 64 KiB);
@@ -11,7 +13,7 @@
   answers 408 in the error shape, or, once the answer has started, the connection is cut
   (``BodyBrokenOff``, logged as one warning line).
 
-``refusal`` builds the error shape for an answer the server's own protocol code gives before any app
+``server_refusal`` builds the error shape for an answer the server's own protocol code gives before any app
 runs (a malformed request, a head over ``maxHeaderSize``, a head sent too slowly): the server modules
 (``kernel.gateway.hypercorn_edge``, ``kernel.gateway.uvicorn_edge``) write it.
 """
@@ -26,7 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kernel import errors
 from kernel.gateway.middleware.errors import deny_websocket, error_answer, send_error
-from kernel.gateway.stream import AnswerBrokenOff
+from kernel.gateway.relay import AnswerBrokenOff
+from kernel.settings import GatewaySettings
 
 #: characters of a refused request's URL echoed in the answer
 _ECHOED_URL = 256
@@ -37,7 +40,11 @@ class BodyBrokenOff(AnswerBrokenOff):
     """A request body stalled after the answer had started: the connection is cut (one warning line)."""
 
 
-def refusal(status: int, message: str, head: bytes = b"") -> tuple[list[tuple[bytes, bytes]], bytes]:
+#: a server's refusal of a WebSocket handshake its WebSocket stream would refuse with a bare 400
+BAD_WEBSOCKET_HANDSHAKE = "Invalid WebSocket handshake: it needs Sec-WebSocket-Key and -Version: 13"
+
+
+def server_refusal(status: int, message: str, head: bytes = b"") -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and JSON body of the error shape for ``status``, given the first bytes of the refused request.
 
     The method and URL come from its request line when that can be read (else they are empty); a long
@@ -58,8 +65,20 @@ def refusal(status: int, message: str, head: bytes = b"") -> tuple[list[tuple[by
     return headers, body
 
 
+def limited(app: ASGIApp, settings: GatewaySettings) -> ASGIApp:
+    """``app`` under the limits of ``backend.gateway`` (the outermost layer of every gateway app)."""
+    return LimitsMiddleware(
+        app,
+        max_url_length=settings.max_url_length,
+        max_header_size=settings.max_header_size,
+        max_headers=settings.max_headers,
+        body_idle_timeout=settings.body_idle_timeout,
+        body_timeout=settings.body_timeout,
+    )
+
+
 class LimitsMiddleware:
-    """Outermost: the URL length limit, and the time a request body may take (see the module doc)."""
+    """Outermost: the URL length and header limits, and the time a request body may take (see the module doc)."""
 
     def __init__(
         self,
@@ -67,12 +86,14 @@ class LimitsMiddleware:
         *,
         max_url_length: int,
         max_header_size: int,
+        max_headers: int,
         body_idle_timeout: float,
         body_timeout: float,
     ) -> None:
         self.app = app
         self.max_url_length = max_url_length
         self.max_header_size = max_header_size
+        self.max_headers = max_headers
         self.body_idle_timeout = body_idle_timeout
         self.body_timeout = body_timeout
 
@@ -87,6 +108,10 @@ class LimitsMiddleware:
         if length > self.max_url_length:
             refused = errors.UriTooLongError(
                 f"The request target of {length} bytes is over the limit of {self.max_url_length}"
+            )
+        elif len(scope["headers"]) > self.max_headers:
+            refused = errors.RequestHeaderFieldsTooLargeError(
+                f"{len(scope['headers'])} header fields are over the limit of {self.max_headers}"
             )
         elif not scope.get("http_version", "1.1").startswith("1"):  # HTTP/1's head is measured by the server
             size = length + 16 + sum(len(name) + len(value) + 4 for name, value in scope["headers"])

@@ -1,75 +1,65 @@
-"""The HTTP servers a gateway can run its app on: hypercorn (default) or uvicorn.
+"""The HTTP servers a gateway can run its app on: ``auto`` (the default), hypercorn or uvicorn.
 
-Both serve the listener the supervisor opened (``fd``), over TLS when given a context
-(``kernel.gateway.tls``). Hypercorn speaks HTTP/1.1 and HTTP/2: over TLS by ALPN, and in the clear
-(h2c) by prior knowledge or an ``Upgrade: h2c``; uvicorn speaks HTTP/1.1 only.
+Each serves the listener the supervisor opened (``fd``), over TLS when given a context
+(``kernel.gateway.tls``). Hypercorn speaks HTTP/1.1 (h11, in Python) and HTTP/2: over TLS by ALPN,
+and in the clear (h2c) by prior knowledge or an ``Upgrade: h2c``; uvicorn speaks HTTP/1.1 only
+(httptools, in C). ``auto`` gives each connection to the one best for it: HTTP/1.1 to uvicorn's
+protocol, HTTP/2 to hypercorn (``kernel.gateway.auto_edge``).
 
 Either runs under the edge's limits (``backend.gateway``): the connection cap and the server's own
 refusals in the error shape (``kernel.gateway.hypercorn_edge``, ``kernel.gateway.uvicorn_edge``,
-``kernel.gateway.acceptor``), the URL and body limits around the app (``kernel.gateway.limits``).
+``kernel.gateway.acceptor``), the URL, header and body limits are the app's outermost layer (``kernel.gateway.compose``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from kernel.gateway.acceptor import raise_open_file_limit
-from kernel.gateway.limits import LimitsMiddleware
-from kernel.gateway.stream import AnswerBrokenOff
+from kernel.gateway.relay import AnswerBrokenOff
 from kernel.settings import GatewaySettings
 
 #: what each server offers by ALPN over TLS
-ALPN = {"hypercorn": ("h2", "http/1.1"), "uvicorn": ("http/1.1",)}
+ALPN = {"auto": ("h2", "http/1.1"), "hypercorn": ("h2", "http/1.1"), "uvicorn": ("http/1.1",)}
 _DEFAULTS = GatewaySettings()
 
 
-def _limited(app: Any, settings: GatewaySettings) -> Any:
-    """The app under the limits every server shares (``kernel.gateway.limits``)."""
-    return LimitsMiddleware(
-        app,
-        max_url_length=settings.max_url_length,
-        max_header_size=settings.max_header_size,
-        body_idle_timeout=settings.body_idle_timeout,
-        body_timeout=settings.body_timeout,
-    )
-
-
-async def serve_hypercorn(
+async def serve(
+    server: str,
     app: Any,
     fd: int,
     stop: asyncio.Event,
     tls: ssl.SSLContext | None = None,
     settings: GatewaySettings = _DEFAULTS,
+    linger: Callable[[], float] = lambda: 0.0,
 ) -> None:
-    from kernel.gateway import hypercorn_edge
-
-    errorlog = logging.getLogger("kernel.gateway.http")
-    errorlog.addFilter(BrokenOffFilter())
+    """Serve ``app`` with ``server`` (``backend.gateway.server``) on the listener ``fd`` until ``stop``; then,
+    for a gateway being replaced, its open connections go on for ``linger()`` seconds at most."""
+    for name in ("kernel.gateway.http", "uvicorn.error"):
+        found = logging.getLogger(name)
+        if not any(isinstance(f, BrokenOffFilter) for f in found.filters):
+            found.addFilter(BrokenOffFilter())
     raise_open_file_limit(settings.max_connections)
-    listener = socket.socket(fileno=fd)
-    await hypercorn_edge.serve(_limited(app, settings), listener, stop, tls, settings, errorlog)
+    await _edge(server).serve(app, socket.socket(fileno=fd), stop, tls, settings, linger)
 
 
-async def serve_uvicorn(
-    app: Any,
-    fd: int,
-    stop: asyncio.Event,
-    tls: ssl.SSLContext | None = None,
-    settings: GatewaySettings = _DEFAULTS,
-) -> None:
-    from kernel.gateway import uvicorn_edge
-
-    logging.getLogger("uvicorn.error").addFilter(BrokenOffFilter())
-    raise_open_file_limit(settings.max_connections)
-    listener = socket.socket(fileno=fd)
-    await uvicorn_edge.serve(_limited(app, settings), listener, stop, tls, settings)
+#: the module serving each server, imported when asked for (only ``auto`` and uvicorn load uvicorn)
+_EDGES = {
+    "auto": "kernel.gateway.auto_edge",
+    "hypercorn": "kernel.gateway.hypercorn_edge",
+    "uvicorn": "kernel.gateway.uvicorn_edge",
+}
 
 
-SERVERS = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}
+def _edge(server: str) -> ModuleType:
+    return importlib.import_module(_EDGES[server])
 
 
 class BrokenOffFilter(logging.Filter):

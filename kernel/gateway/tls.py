@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kernel.edge_settings import HttpsSettings
+from kernel.settings import HttpsSettings
 
 log = logging.getLogger("kernel.gateway")
 GENERATED_DIR = Path("var/tls")

@@ -1,6 +1,6 @@
 """One WebSocket on its way through a worker: the gateway's side.
 
-The dispatcher (``kernel.gateway.routing``) has checked the path, the plugin
+The dispatcher (``kernel.gateway.dispatcher``) has checked the path, the plugin
 and the credentials, and sent the handshake to a worker. The socket waits for
 the plugin's answer (at most the request timeout): ``WsAccept`` accepts the
 client's connection; a ``ResponseHead`` or a ``WsClose`` refuses it with an
@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from kernel.errors import NotAllowedError
 from kernel.flow import Acker
 from kernel.gateway.middleware.errors import deny_websocket
-from kernel.gateway.stream import ClientGone, SendToWorker, WorkerBound, WorkerGone, WorkerLink
+from kernel.gateway.relay import ClientGone, SendToWorker, WorkerBound, WorkerGone, WorkerLink
 from kernel.protocol import Credit, Error, Message, ResponseHead, WsAccept, WsClose, WsMessage, encode
 
 GOING_AWAY = 1001

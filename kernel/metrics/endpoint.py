@@ -17,11 +17,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kernel.core_services import RootConfig
-from kernel.edge_settings import read_dashboard_settings
 from kernel.hookspecs import hookimpl
 from kernel.hooktypes import GatewayView
 from kernel.metrics.exposition import render
-from kernel.settings import MetricsSettings, read_section
+from kernel.settings import MetricsSettings, read_dashboard_settings, read_section
 
 
 async def scrape(view: GatewayView, request: Request) -> Response:

@@ -10,6 +10,9 @@ From the supervisor's ``Stats`` (its last tick) and the worker table:
 - ``kernel_plugin_state{plugin_id, state}``: 1 for the state each plugin is in;
 - ``kernel_worker_state{plugin_id, process, state}``: 1 per worker (``unready``'s reason left out);
 - ``kernel_worker_restarts_total{plugin_id}``, ``kernel_worker_recycles_total{plugin_id}``;
+- ``kernel_log_lines_dropped_total{plugin_id, reason}``: ``rate`` (over the plugin's
+  ``backend.logging.rate``) or ``backlog`` (the kernel's output not read fast enough), ``kernel``
+  for the kernel's own processes (``kernel.supervisor.logrelay``);
 - per process (``kind``: supervisor, gateway, worker; ``process``: its id; ``plugin_id`` of a
   worker): ``kernel_process_resident_memory_bytes``, ``kernel_process_cpu_seconds_total``,
   ``kernel_process_start_time_seconds``, ``kernel_heartbeat_round_trip_seconds``;
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from kernel.hooktypes import GatewayView
-from kernel.metrics.files import ENV
+from kernel.metrics.files import ENV, reading
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -60,6 +64,15 @@ class _SupervisorFigures:
             recycles.add_metric([plugin_id], stats.recycles.get(plugin_id, 0))
         yield restarts
         yield recycles
+        dropped = CounterMetricFamily(
+            "kernel_log_lines_dropped",
+            "Log lines dropped: over the plugin's log rate, or the kernel's output not read fast enough",
+            labels=["plugin_id", "reason"],
+        )
+        for reason, counts in sorted(stats.log_lines_dropped.items()):
+            for plugin_id, n in sorted(counts.items()):
+                dropped.add_metric([plugin_id, reason], n)
+        yield dropped
 
         labels = ["kind", "process", "plugin_id"]
         rss = GaugeMetricFamily(
@@ -123,6 +136,7 @@ def render(view: GatewayView, accept: str = "") -> tuple[bytes, str]:
     else:
         registry.register(_Own())
     registry.register(_SupervisorFigures(view))
-    if OPENMETRICS in accept:
-        return openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    with reading(directory) if directory else nullcontext():  # never halfway through a compaction
+        if OPENMETRICS in accept:
+            return openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

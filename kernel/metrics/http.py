@@ -38,6 +38,7 @@ class RequestMetrics:
         self._bytes_in: dict[str, int] = {}
         self._bytes_out: dict[str, int] = {}
         self._had_in_flight: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Write what was gathered every ``FLUSH_EVERY`` seconds, in the running event loop, from now on."""
@@ -45,9 +46,16 @@ class RequestMetrics:
 
         def tick() -> None:
             self.flush()
-            loop.call_later(FLUSH_EVERY, tick)
+            self._timer = loop.call_later(FLUSH_EVERY, tick)
 
-        loop.call_later(FLUSH_EVERY, tick)
+        self._timer = loop.call_later(FLUSH_EVERY, tick)
+
+    def stop(self) -> None:
+        """Write what was gathered, and stop writing."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
 
     def observe(self, plugin_id: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         key = (plugin_id, status // 100)

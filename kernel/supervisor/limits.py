@@ -5,17 +5,18 @@ limit a worker is recycled gracefully: a replacement starts, takes over once rea
 and the old one drains (``kernel.supervisor.replace``). Above the hard limit it is
 killed at once and restarted like any dead worker (it counts towards flapping). After
 ``maxRequests`` requests a worker is recycled like above the soft limit.
+
+``check_limits`` gets only what it needs: the children, each plugin's limits, and how to recycle one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
+from kernel.settings import WorkerLimits
+from kernel.supervisor.children import Child
 from kernel.supervisor.stats import rss_bytes
-
-if TYPE_CHECKING:
-    from kernel.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("kernel")
 
@@ -25,12 +26,14 @@ def rss_mb(pid: int) -> float | None:
     return (rss_bytes(pid) / (1024 * 1024)) or None
 
 
-def check_limits(sup: Supervisor) -> None:
-    """Recycle or kill the workers over their plugin's limits."""
-    for child in list(sup.children.values()):
+def check_limits(
+    children: Iterable[Child], limits_of: Callable[[str], WorkerLimits], recycle: Callable[[Child, str], None]
+) -> None:
+    """Recycle (``recycle(child, why)``) or kill the workers over their plugin's limits (``limits_of(plugin_id)``)."""
+    for child in list(children):
         if child.kind != "worker" or not child.ready or child.retiring or child.recycling:
             continue
-        limits = sup.settings.limits(child.plugin_id)
+        limits = limits_of(child.plugin_id)
         rss = rss_mb(child.process.pid) if limits.memory_soft_mb or limits.memory_hard_mb else None
         if rss is not None and limits.memory_hard_mb and rss > limits.memory_hard_mb:
             log.error(
@@ -46,4 +49,4 @@ def check_limits(sup: Supervisor) -> None:
             why = f"worker {child.ident} served {child.served} requests (maxRequests {limits.max_requests})"
         if why:
             child.recycling = True
-            sup.replacer.request(child.plugin_id, why, only=child)
+            recycle(child, why)

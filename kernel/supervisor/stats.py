@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from kernel.metrics.files import ENV
+from kernel.metrics.files import ENV, compact
 from kernel.protocol import ProcessSample, Stats
 from kernel.supervisor.children import Child
 
@@ -59,21 +59,25 @@ class StatsKeeper:
         self.recycles[plugin_id] += 1
 
     def on_exit(self, child: Child) -> None:
-        """A child ended: its live gauges leave the shared metrics files."""
+        """A child ended: its live gauges leave the shared metrics files, the rest is compacted."""
         self._served.pop(child.ident, None)
-        if os.environ.get(ENV):
+        directory = os.environ.get(ENV)
+        if directory:
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(child.process.pid)  # type: ignore[no-untyped-call]
+            # a sandboxed worker's files are named by the number it was given, not its pid
+            name = getattr(child.process, "metrics_id", child.process.pid)
+            multiprocess.mark_process_dead(name)  # type: ignore[no-untyped-call]
+            compact(directory, name)
 
-    def sample(self, children: Iterable[Child]) -> Stats:
+    def sample(self, children: Iterable[Child], log_lines_dropped: dict[str, dict[str, int]] | None = None) -> Stats:
         now = time.time()
         me = os.getpid()
         own = ProcessSample(
             "supervisor", "supervisor", me, "", "ready", self._started_at, rss_bytes(me), cpu_seconds(me)
         )
         processes = [own, *(self._child(child, now) for child in children)]
-        return Stats(now, processes, dict(self.restarts), dict(self.recycles))
+        return Stats(now, processes, dict(self.restarts), dict(self.recycles), log_lines_dropped or {})
 
     def _child(self, child: Child, now: float) -> ProcessSample:
         pid = child.process.pid

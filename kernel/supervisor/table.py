@@ -25,6 +25,8 @@ class PluginRecord:
     ever_ready: bool = False
     #: cool-downs after flapping since it was last ready (each one twice as long)
     cooldowns: int = 0
+    #: what keeps it apart (``kernel.supervisor.isolation.per_plugin``), once the supervisor started it
+    isolation: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -37,6 +39,7 @@ def build_table(
     children: Iterable[Child],
     failed_at_load: Mapping[str, str],
     accepting: bool,
+    leaving: bool = False,
 ) -> WorkerTable:
     """The table in force: each plugin's ready workers and state (``ready``, ``degraded``, ``starting``).
 
@@ -51,7 +54,8 @@ def build_table(
         draining = [c.ident for c in mine if c.retiring]
         reason = p.reason
         if p.state not in ("failed", "stopping"):
-            p.state = "ready" if len(ready) == p.replicas else ("degraded" if ready else "starting")
+            # remote workers (``kernel.supervisor.remote``) come on top of the replicas
+            p.state = "ready" if ready and len(ready) >= p.replicas else ("degraded" if ready else "starting")
             reason = next((c.unready for c in mine if c.unready and not c.retiring), "")
         detail = {c.ident: c.state() for c in mine}
         routes = {c.ident: c.route for c in mine if c.route and (c.ident in ready or c.ident in draining)}
@@ -67,8 +71,9 @@ def build_table(
                 detail,
                 draining,
                 routes,
+                p.isolation,
             )
         )
     for pid, reason in failed_at_load.items():
         states.append(PluginState(pid, "failed", [], [], reason))
-    return WorkerTable(generation, states, accepting)
+    return WorkerTable(generation, states, accepting, leaving)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         wait_for_async,
     )
     from kernel.testing.recording import Call
+    from kernel.testing.websockets import WebSocketDenialResponse, WebSocketSession
 
 __all__ = [
     "READINESS",
@@ -71,6 +72,8 @@ __all__ = [
     "TestCaches",
     "TestDatabase",
     "TestDatabases",
+    "WebSocketDenialResponse",
+    "WebSocketSession",
     "free_port",
     "make_package",
     "mock_credentials",
@@ -108,6 +111,8 @@ _LAZY = {
     "MockScheduler": "fakes",
     "MockUserInfo": "fakes",
     "mock_services": "mocks",
+    "WebSocketDenialResponse": "websockets",
+    "WebSocketSession": "websockets",
     "ProcessBackend": "process_backend",
     "Call": "recording",
 }

@@ -32,9 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from kernel.api import Database, PluginMetadata, ServiceFactory, core_services
-from kernel.testing.fakes import instance_factory
-from services.cache import CacheStore, MemoryStore, PluginCache, RedisStore
-from services.database import DatabaseSettings, PluginDatabase
+from kernel.testing.fakes import TOOLKIT, instance_factory
+from kernel_services.cache import CacheStore, MemoryStore, PluginCache, RedisStore
+from kernel_services.database import DatabaseSettings, PluginDatabase
 
 __all__ = ["CACHE_STORES", "DATABASE_ENGINES", "TestCache", "TestCaches", "TestDatabase", "TestDatabases"]
 
@@ -165,7 +165,7 @@ class TestCache:
         def make(meta: PluginMetadata) -> PluginCache:
             return self.cache(meta.plugin_id)
 
-        return ServiceFactory(core_services.cache, make, {"meta": core_services.plugin_metadata}, "kernel.testing")
+        return ServiceFactory(core_services.cache, make, {"meta": core_services.plugin_metadata}, TOOLKIT)
 
 
 @dataclass

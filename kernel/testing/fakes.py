@@ -3,6 +3,7 @@
 - ``MockRootConfig``: the config from a dict; ``await update(data)`` reaches ``subscribe`` callbacks;
 - ``MockAuth``, ``MockHttpAuth``, ``MockUserInfo``: the token services over mock tokens
   (``kernel.testing.credentials``), as Backstage's ``MockAuthService``/``MockHttpAuthService``;
+- ``MockIdentity``: the deprecated ``identity`` service over mock user tokens;
 - ``MockPermissions``: one answer, ``ALLOW`` or ``DENY``, for every request;
 - ``MockScheduler``: remembers tasks and runs them only when a test says so (``await trigger(id)``).
 
@@ -27,6 +28,8 @@ from kernel.api import (
     AuthenticationError,
     AuthorizeRequest,
     AuthorizeResult,
+    BackstageIdentityResponse,
+    BackstageUserIdentity,
     ConflictError,
     Credentials,
     DefinitiveDecision,
@@ -47,6 +50,8 @@ from kernel.api import (
 from kernel.config import Config, LiveConfig
 from kernel.testing.credentials import (
     MOCK_USER_LIMITED_TOKEN_PREFIX,
+    MOCK_USER_TOKEN,
+    MOCK_USER_TOKEN_PREFIX,
     is_mock_token,
     mock_credentials,
     verify_mock_token,
@@ -55,6 +60,7 @@ from kernel.testing.credentials import (
 __all__ = [
     "MockAuth",
     "MockHttpAuth",
+    "MockIdentity",
     "MockPermissions",
     "MockRootConfig",
     "MockScheduler",
@@ -63,12 +69,14 @@ __all__ = [
     "instance_factory",
 ]
 
+#: the provider the toolkit's factories name (in a ``BootError`` naming who provides a service)
+TOOLKIT = "kernel-testing"
 COOKIE_SECONDS = 3600.0
 
 
 def instance_factory(ref: ServiceRef[Any], instance: Any) -> ServiceFactory:
     """A factory providing ``instance`` as ``ref`` (to every plugin of the backend)."""
-    return ServiceFactory(ref, lambda: instance, provider="kernel.testing")
+    return ServiceFactory(ref, lambda: instance, provider=TOOLKIT)
 
 
 class MockRootConfig(LiveConfig):
@@ -184,6 +192,26 @@ class MockUserInfo:
 
     def factory(self) -> ServiceFactory:
         return instance_factory(core_services.user_info, self)
+
+
+class MockIdentity:
+    """A ``kernel.api.IdentityService`` over mock tokens: a mock user token's user; any other token is 401."""
+
+    async def get_identity(self, request: Any) -> BackstageIdentityResponse | None:
+        scope = getattr(request, "scope", request)
+        if not any(name == b"authorization" for name, _ in scope["headers"]):
+            return None
+        token = presented_token(scope["headers"], False) or ""
+        if not (token == MOCK_USER_TOKEN or token.startswith(MOCK_USER_TOKEN_PREFIX)):
+            raise AuthenticationError("Not a user token" if token else "No token specified")
+        verified = verify_mock_token(token)
+        assert verified is not None  # a mock user token
+        principal = verified.principal
+        refs = list(principal.ownership_refs) or [principal.subject]
+        return BackstageIdentityResponse(BackstageUserIdentity(principal.subject, refs), token)
+
+    def factory(self) -> ServiceFactory:
+        return instance_factory(core_services.identity, self)
 
 
 Result = Literal["ALLOW", "DENY"] | AuthorizeResult
@@ -313,4 +341,4 @@ class MockScheduler:
             lifecycle.add_startup_hook(run_new, label="run the scheduled tasks once")
             return self
 
-        return ServiceFactory(core_services.scheduler, make, {"lifecycle": core_services.lifecycle}, "kernel.testing")
+        return ServiceFactory(core_services.scheduler, make, {"lifecycle": core_services.lifecycle}, TOOLKIT)

@@ -10,7 +10,7 @@ As Backstage's ``mockServices``, three ways to use each ``mock_services.<name>``
 
 Names: ``root_config(data=...)``, ``root_logger``, ``root_lifecycle``, ``logger``, ``lifecycle``,
 ``cache``, ``database``, ``discovery``, ``scheduler``, ``health``, ``auth``, ``http_auth``,
-``user_info``, ``permissions(result="ALLOW"|"DENY")``, ``plugin_client``.
+``user_info``, ``identity``, ``permissions(result="ALLOW"|"DENY")``, ``plugin_client``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from kernel.api import (
     core_services,
 )
 from kernel.testing.fakes import (
+    TOOLKIT,
     MockAuth,
     MockHttpAuth,
+    MockIdentity,
     MockPermissions,
     MockRootConfig,
     MockScheduler,
@@ -49,23 +51,24 @@ from kernel.testing.recording import (
 from kernel.testing.recording_auth import (
     AuthMock,
     HttpAuthMock,
+    IdentityMock,
     PermissionsMock,
     PluginClientMock,
     SchedulerMock,
     UserInfoMock,
 )
-from services.auth.factories import FACTORIES as AUTH_FACTORIES
-from services.cache import FACTORIES as CACHE_FACTORIES
-from services.cache import MemoryStore, PluginCache
-from services.database import DatabaseSettings, PluginDatabase
-from services.discovery import HostDiscovery
-from services.health import FACTORIES as HEALTH_FACTORIES
-from services.health import ReadinessChecks
-from services.lifecycle import FACTORIES as LIFECYCLE_FACTORIES
-from services.lifecycle import LifecycleHooks
-from services.logger import FACTORIES as LOGGER_FACTORIES
-from services.logger import PluginLogger, plugin_logger
-from services.permissions import FACTORIES as PERMISSION_FACTORIES
+from kernel_services.auth.factories import FACTORIES as AUTH_FACTORIES
+from kernel_services.cache import FACTORIES as CACHE_FACTORIES
+from kernel_services.cache import MemoryStore, PluginCache
+from kernel_services.database import DatabaseSettings, PluginDatabase
+from kernel_services.discovery import HostDiscovery
+from kernel_services.health import FACTORIES as HEALTH_FACTORIES
+from kernel_services.health import ReadinessChecks
+from kernel_services.lifecycle import FACTORIES as LIFECYCLE_FACTORIES
+from kernel_services.lifecycle import LifecycleHooks
+from kernel_services.logger import FACTORIES as LOGGER_FACTORIES
+from kernel_services.logger import PluginLogger, plugin_logger
+from kernel_services.permissions import FACTORIES as PERMISSION_FACTORIES
 
 __all__ = ["default_factories", "mock_services"]
 
@@ -139,7 +142,7 @@ class _Cache:
         def make(meta: PluginMetadata) -> PluginCache:
             return PluginCache(store, meta.plugin_id)
 
-        return ServiceFactory(core_services.cache, make, {"meta": core_services.plugin_metadata}, "kernel.testing")
+        return ServiceFactory(core_services.cache, make, {"meta": core_services.plugin_metadata}, TOOLKIT)
 
     def real_factory(self) -> ServiceFactory:
         """The installed default (``backend.cache`` of the config: memory or Redis)."""
@@ -166,7 +169,7 @@ class _Database:
             return service
 
         deps: dict[str, ServiceRef[Any]] = {"meta": core_services.plugin_metadata, "lifecycle": core_services.lifecycle}
-        return ServiceFactory(core_services.database, make, deps, "kernel.testing")
+        return ServiceFactory(core_services.database, make, deps, TOOLKIT)
 
     def mock(self, **overrides: Any) -> DatabaseMock:
         return DatabaseMock(self(), **overrides)
@@ -195,9 +198,9 @@ class _Scheduler:
                 core_services.scheduler,
                 lambda lifecycle: MockScheduler().factory(run_on_startup=True).factory(lifecycle),
                 {"lifecycle": core_services.lifecycle},
-                "kernel.testing",
+                TOOLKIT,
             )
-        return ServiceFactory(core_services.scheduler, MockScheduler, {}, "kernel.testing")
+        return ServiceFactory(core_services.scheduler, MockScheduler, {}, TOOLKIT)
 
     def mock(self, **overrides: Any) -> SchedulerMock:
         return SchedulerMock(MockScheduler(), **overrides)
@@ -222,7 +225,7 @@ class _Auth:
         def make(meta: PluginMetadata) -> MockAuth:
             return MockAuth(meta.plugin_id)
 
-        return ServiceFactory(core_services.auth, make, {"meta": core_services.plugin_metadata}, "kernel.testing")
+        return ServiceFactory(core_services.auth, make, {"meta": core_services.plugin_metadata}, TOOLKIT)
 
     def mock(self, **overrides: Any) -> AuthMock:
         return AuthMock(self(), **overrides)
@@ -236,7 +239,7 @@ class _HttpAuth:
         def make(meta: PluginMetadata) -> MockHttpAuth:
             return MockHttpAuth(meta.plugin_id)
 
-        return ServiceFactory(core_services.http_auth, make, {"meta": core_services.plugin_metadata}, "kernel.testing")
+        return ServiceFactory(core_services.http_auth, make, {"meta": core_services.plugin_metadata}, TOOLKIT)
 
     def mock(self, **overrides: Any) -> HttpAuthMock:
         return HttpAuthMock(self(), **overrides)
@@ -255,6 +258,17 @@ class _UserInfo:
 
     def mock(self, **overrides: Any) -> UserInfoMock:
         return UserInfoMock(self(), **overrides)
+
+
+class _Identity:
+    def __call__(self) -> MockIdentity:
+        return MockIdentity()
+
+    def factory(self) -> ServiceFactory:
+        return MockIdentity().factory()
+
+    def mock(self, **overrides: Any) -> IdentityMock:
+        return IdentityMock(self(), **overrides)
 
 
 class _Permissions:
@@ -297,6 +311,7 @@ class _MockServices:
     auth = _Auth()
     http_auth = _HttpAuth()
     user_info = _UserInfo()
+    identity = _Identity()
     permissions = _Permissions()
     plugin_client = _PluginClient()
 
@@ -307,7 +322,7 @@ mock_services = _MockServices()
 def default_factories() -> list[ServiceFactory]:
     """What ``start_test_backend`` uses in place of the installed defaults (the rest are the real ones).
 
-    As Backstage's test backend: mock tokens (``auth``, ``http_auth``, ``user_info``), a database in
+    As Backstage's test backend: mock tokens (``auth``, ``http_auth``, ``user_info``, ``identity``), a database in
     memory per plugin, a memory cache, a discovery that points nowhere, a scheduler run on demand.
     """
     s = mock_services
@@ -315,6 +330,7 @@ def default_factories() -> list[ServiceFactory]:
         s.auth.factory(),
         s.http_auth.factory(),
         s.user_info.factory(),
+        s.identity.factory(),
         s.database.factory(),
         s.cache.factory(),
         s.discovery.factory(),

@@ -29,8 +29,8 @@ import httpx
 from kernel.plugin import BackendModule, BackendPlugin
 from kernel.registry import ENTRY_POINT_GROUP
 from kernel.settings import merge
-from kernel.testing.backend import Feature, ServiceLike, TestBackend, split_features
 from kernel.testing.credentials_hook import CONFIG_KEY, MOCK_CREDENTIALS_ENV
+from kernel.testing.features import Feature, ServiceLike, TestBackend, split_features
 from kernel.testing.processes import KernelProcess, make_package
 
 __all__ = ["ProcessBackend", "start_process"]

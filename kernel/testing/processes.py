@@ -15,6 +15,7 @@ import atexit
 import inspect
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -172,9 +173,34 @@ class RecordingLogger:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now on 127.0.0.1, below the ephemeral range.
+
+    A port the system hands out for ``bind(0)`` comes from the range it also gives every outgoing
+    connection: between this check and the kernel's own bind, any process's connection may take it.
+    Below that range only a listener that chose the very same port can (``random``, then checked).
+    """
+    low = _EPHEMERAL_LOW
+    for _ in range(100):
+        port = random.randrange(10_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: take what the system gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return max(int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]), 10_001)
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
 
 
 class KernelProcess:
@@ -197,6 +223,9 @@ class KernelProcess:
         if isinstance(metrics, dict) and metrics.get("listener", "own") == "own":
             #: a free port unless the test chose one: kernels of a test run side by side
             self.metrics_port = metrics.setdefault("port", free_port())
+        workers = backend.setdefault("workers", {})
+        if isinstance(workers, dict):  # its cgroups are known as a test's (KERNEL_TEST_CGROUP_NAME, unless set)
+            workers.setdefault("cgroupName", os.environ.get("KERNEL_TEST_CGROUP_NAME", "kernel-test"))
         self._dir = tempfile.mkdtemp(prefix="kernel-test-")
         self.config_path = Path(self._dir) / "app-config.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))

@@ -28,7 +28,7 @@ from kernel.api import (
     ServiceRef,
     core_services,
 )
-from kernel.testing.fakes import instance_factory
+from kernel.testing.fakes import TOOLKIT, instance_factory
 
 __all__ = [
     "CacheMock",
@@ -230,7 +230,7 @@ class DatabaseMock(Recorder):
             lifecycle.add_shutdown_hook(self.close, label="close the mock database")
             return self
 
-        return ServiceFactory(self.ref, make, {"lifecycle": core_services.lifecycle}, "kernel.testing")
+        return ServiceFactory(self.ref, make, {"lifecycle": core_services.lifecycle}, TOOLKIT)
 
 
 class DiscoveryMock(Recorder):

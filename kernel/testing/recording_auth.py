@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from kernel.api import (
     Auth,
     AuthorizeRequest,
+    BackstageIdentityResponse,
     Credentials,
     DefinitiveDecision,
     HttpAuth,
+    IdentityService,
     PermissionsService,
     PluginClient,
     PluginResponse,
@@ -27,7 +29,15 @@ from kernel.api import (
 from kernel.testing.fakes import MockScheduler
 from kernel.testing.recording import Recorder
 
-__all__ = ["AuthMock", "HttpAuthMock", "PermissionsMock", "PluginClientMock", "SchedulerMock", "UserInfoMock"]
+__all__ = [
+    "AuthMock",
+    "HttpAuthMock",
+    "IdentityMock",
+    "PermissionsMock",
+    "PluginClientMock",
+    "SchedulerMock",
+    "UserInfoMock",
+]
 
 
 class AuthMock(Recorder):
@@ -97,6 +107,20 @@ class HttpAuthMock(Recorder):
         return float(
             await self._async("issue_user_cookie", self._fake.issue_user_cookie, response, credentials=credentials)
         )
+
+
+class IdentityMock(Recorder):
+    """``mock_services.identity.mock()``."""
+
+    ref = core_services.identity
+
+    def __init__(self, fake: IdentityService, **overrides: Any) -> None:
+        super().__init__(overrides)
+        self._fake = fake
+
+    async def get_identity(self, request: Any) -> BackstageIdentityResponse | None:
+        result: BackstageIdentityResponse | None = await self._async("get_identity", self._fake.get_identity, request)
+        return result
 
 
 class UserInfoMock(Recorder):

@@ -24,8 +24,7 @@ from functools import partial
 from kernel.core_services import RootConfig
 from kernel.hookspecs import hookimpl
 from kernel.hooktypes import GatewayMiddleware
-from kernel.settings import read_settings
-from kernel.tracing_settings import TracingSettings
+from kernel.settings import TracingSettings, read_settings
 
 __all__ = ["kernel_gateway_middleware", "start_tracing"]
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from kernel.tracing_settings import TracingSettings
+from kernel.settings import TracingSettings
 
 __all__ = ["install", "processor_for", "resource_attributes"]
 

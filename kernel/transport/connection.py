@@ -4,7 +4,7 @@ Every kernel process talks through ``Channel``s: the supervisor's control
 socket, a gateway's worker socket and control link, a worker's links to the
 gateways and the supervisor. A frame that does not decode is handed to
 ``on_bad_frame`` (by default: logged and dropped), never raised into the
-event loop. ``hello`` and ``refusal`` are the two halves of the handshake that
+event loop. ``hello`` and ``hello_refusal`` are the two halves of the handshake that
 opens every conversation.
 """
 
@@ -19,6 +19,7 @@ import zmq
 
 from kernel.errors import ProtocolError
 from kernel.protocol import PROTOCOL_VERSION, AuthPolicy, Error, Hello, Message, check_hello, decode, encode
+from kernel.transport.curve import peer_key
 from kernel.transport.sockets import ZERO_COPY
 
 log = logging.getLogger("kernel.transport")
@@ -38,9 +39,15 @@ class Channel:
     zmq.asyncio allocates a future per receive; on the hot path the socket is
     instead drained in the event loop's reader callback, each message decoded
     and handed to a plain function. Sends never block.
+
+    ``keyed``: before each message is handed on, ``peer_key`` is set to the Z85 public key its CURVE
+    sender was admitted with (``""``: a plain ``ipc://`` peer); for control traffic, not the hot path.
     """
 
-    __slots__ = ("_closed", "_fd", "_loop", "_on_bad_frame", "_on_message", "_routed", "_scheduled", "_sock", "name")
+    __slots__ = (
+        "_closed", "_fd", "_keyed", "_loop", "_on_bad_frame", "_on_message", "_routed", "_scheduled", "_sock",
+        "name", "peer_key",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -50,8 +57,11 @@ class Channel:
         routed: bool,
         name: str,
         on_bad_frame: OnBadFrame | None = None,
+        keyed: bool = False,
     ) -> None:
         self.name = name
+        self._keyed = keyed
+        self.peer_key = ""
         self._sock = sock
         self._routed = routed
         self._on_message = on_message
@@ -86,7 +96,8 @@ class Channel:
             return False
         return True
 
-    def close(self) -> None:
+    def close(self, linger: int = 0) -> None:
+        """Close the socket; ``linger``: milliseconds ZeroMQ may still take to send what is queued."""
         if self._closed:
             return
         self._closed = True
@@ -94,7 +105,7 @@ class Channel:
             self._loop.remove_reader(self._fd)
         except Exception:  # the loop may be closing
             pass
-        self._sock.close(0)
+        self._sock.close(linger)
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._closed:
@@ -105,7 +116,7 @@ class Channel:
         self._scheduled = False
         if self._closed:
             return
-        recv = self._sock.recv_multipart
+        recv = self._recv_keyed if self._keyed else self._sock.recv_multipart
         handle = self._on_message
         routed = self._routed
         for _ in range(_BATCH):
@@ -129,6 +140,11 @@ class Channel:
             handle(peer, msg, frames)
         self._schedule()  # more may be waiting; let other callbacks run first
 
+    def _recv_keyed(self, flags: int) -> list[bytes]:
+        frames = self._sock.recv_multipart(flags, copy=False)
+        self.peer_key = peer_key(frames[-1])
+        return [f.bytes for f in frames]
+
     def _log_bad_frame(self, peer: bytes, exc: ProtocolError) -> None:
         log.error("%s: bad frame from %r: %s", self.name, peer, exc)
 
@@ -141,7 +157,7 @@ def hello(
     return encode(greeting)
 
 
-def refusal(msg: Message, who: str) -> Error | None:
+def hello_refusal(msg: Message, who: str) -> Error | None:
     """``None`` when ``msg`` is a ``Hello`` of our version; else the ``Error`` to answer it with (logged)."""
     try:
         check_hello(msg)

@@ -1,10 +1,10 @@
 """Where the kernel's sockets live: the transport seam between processes.
 
 A ``Transport`` names the endpoint of each socket a process binds (the
-supervisor's control socket, each gateway's worker socket). Today every
-process is on one host and ``IpcTransport`` puts unix sockets in a private
-directory; a TCP transport (with CURVE keys) for workers on other hosts fits
-the same two methods.
+supervisor's control socket, each gateway's worker socket). The kernel's own
+processes are on one host and ``IpcTransport`` puts unix sockets in a private
+directory; for workers on other hosts (``backend.workers.remote``) the same
+two sockets also bind ``tcp://`` with CurveZMQ (``kernel.transport.curve``).
 
 The directory is the kernel's user's alone (mode 0700). When workers run as other OS users
 (``kernel.os_users``), ``share_ipc`` opens it to one group, the runtime group those workers get, and
@@ -51,7 +51,7 @@ class IpcTransport:
         base = tempfile.gettempdir()
         for name in os.listdir(base):
             parts = name.split("-")
-            if len(parts) == 3 and parts[0] == "kernel" and parts[1].isdigit() and not _alive(int(parts[1])):
+            if len(parts) == 3 and parts[0] == "kernel" and parts[1].isdigit() and not pid_alive(int(parts[1])):
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
         self.directory = tempfile.mkdtemp(prefix=f"kernel-{os.getpid()}-")
 
@@ -82,7 +82,8 @@ def share_ipc(endpoints: Iterable[str], gid: int) -> None:
         os.chmod(path, SHARED_SOCKET_MODE)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

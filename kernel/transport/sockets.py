@@ -7,6 +7,8 @@ id. ``kernel.transport.connection.Channel`` puts either on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import zmq
 
 #: bodies at least this large are sent without copying
@@ -39,9 +41,19 @@ def router(ctx: Context, endpoint: str, *, unbounded: bool = False) -> zmq.Socke
     return sock
 
 
-def dealer(ctx: Context, endpoint: str, identity: str, *, unbounded: bool = False) -> zmq.Socket[bytes]:
-    """A DEALER connected to ``endpoint`` under the routing id ``identity``."""
+def dealer(
+    ctx: Context,
+    endpoint: str,
+    identity: str,
+    *,
+    unbounded: bool = False,
+    secure: Callable[[zmq.Socket[bytes]], None] | None = None,
+) -> zmq.Socket[bytes]:
+    """A DEALER connected to ``endpoint`` under the routing id ``identity``; ``secure`` sets its CURVE
+    keys first (``kernel.transport.curve.ClientKeys.apply``)."""
     sock = _socket(ctx, zmq.DEALER, unbounded)
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    if secure is not None:
+        secure(sock)
     sock.connect(endpoint)
     return sock

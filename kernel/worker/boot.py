@@ -13,9 +13,9 @@ import pluggy
 from kernel.container import ServiceContainer
 from kernel.core_services import RootConfig, core_services
 from kernel.errors import BootError
-from kernel.plugin import BackendModule, BackendPlugin
+from kernel.plugin import BackendModule, BackendPlugin, ExtensionPoint
 from kernel.registry import load_registry
-from kernel.service import ServiceFactory
+from kernel.service import ServiceFactory, ServiceRef
 from kernel.worker.extensions import start_modules
 from kernel.worker.router import PluginRouter
 
@@ -121,9 +121,14 @@ async def start_plugin(
     for factory in factories.values():  # services that serve routes of their own, before the plugin's
         if factory.eager and factory.service.scope == "plugin":
             await container.get(factory.service)
-    await start_modules(plugin, list(modules), container, module_policy)
-    deps = await container.resolve(plugin.deps)  # type: ignore[arg-type]  # a plugin's deps are services
-    assert plugin.init_fn is not None
+    if plugin.init_fn is None:
+        raise BootError(
+            f"plugin '{plugin_id}' has no init: declare one with @plugin.init(...) where the plugin is created"
+        )
+    _started, points = await start_modules(plugin, list(modules), container, module_policy)
+    services = {k: v for k, v in plugin.deps.items() if isinstance(v, ServiceRef)}
+    deps = await container.resolve(services)
+    deps.update({k: points[v.id] for k, v in plugin.deps.items() if isinstance(v, ExtensionPoint)})
     result = plugin.init_fn(**deps)
     if asyncio.iscoroutine(result):
         await result

@@ -21,12 +21,12 @@ from starlette.websockets import WebSocketDisconnect
 from kernel.errors import KernelError
 from kernel.logs import REQUEST_ID, valid_request_id
 from kernel.protocol import Credit, End, Message, RequestBody, RequestHead, WsClose, WsMessage
+from kernel.scope_keys import PRINCIPAL
 from kernel.worker.latency import LatencyWindow
 from kernel.worker.streams import Send, Stream, error_response
 from kernel.worker.websockets import WebSocketStream
 
 log = logging.getLogger("kernel.worker")
-PRINCIPAL_KEY = "kernel.principal"
 
 
 class Dispatcher:
@@ -76,7 +76,7 @@ class Dispatcher:
                 REQUEST_ID.set(valid_request_id(value))
                 break
         try:
-            await self.app(stream.scope(self.root_path, PRINCIPAL_KEY, self.app), stream.receive, stream.send)
+            await self.app(stream.scope(self.root_path, PRINCIPAL, self.app), stream.receive, stream.send)
             await stream.finish()
         except asyncio.CancelledError:
             pass  # the gateway gave up on this request (client gone or deadline)

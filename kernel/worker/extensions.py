@@ -15,7 +15,7 @@ from typing import Any
 
 from kernel.container import ServiceContainer
 from kernel.errors import BootError, PluginDeclarationError
-from kernel.modules import extension_points_of, start_order
+from kernel.modules import extension_points_of, fresh_implementations, start_order
 from kernel.plugin import BackendModule, BackendPlugin, ExtensionPoint
 from kernel.service import ServiceRef
 
@@ -62,11 +62,15 @@ async def start_modules(
     modules: Sequence[BackendModule],
     container: ServiceContainer,
     policy: Callable[[str], str],
-) -> list[BackendModule]:
-    """Run the modules' inits in order (``policy(module_id)``: ``abort`` or ``continue`` on failure); the started."""
+) -> tuple[list[BackendModule], dict[str, Any]]:
+    """Run the modules' inits in order (``policy(module_id)``: ``abort`` or ``continue`` on failure).
+
+    Returns the started modules, and the extension points' implementations of this start (id ->
+    object: a factory's made now, for this start only), which the plugin's own init may ask for.
+    """
     try:
         ordered = start_order(plugin, modules)
-        points = extension_points_of(plugin, modules)
+        points = fresh_implementations(extension_points_of(plugin, modules))
     except ValueError as exc:
         raise BootError(str(exc)) from None
     gates: list[_Gate] = []
@@ -76,7 +80,7 @@ async def start_modules(
         services: dict[str, ServiceRef[Any]] = {}
         for name, ref in module.deps.items():
             if isinstance(ref, ExtensionPoint):
-                gate = _Gate(points[ref.id][1], ref, module.label)
+                gate = _Gate(points[ref.id], ref, module.label)
                 gates.append(gate)
                 deps[name] = gate
             else:
@@ -98,4 +102,4 @@ async def start_modules(
         gate.close()
     for feature in (plugin, *modules):
         feature.started = True
-    return started
+    return started, points

@@ -29,8 +29,8 @@ from kernel.api import (
     PluginResponse,
     ServiceUnavailableError,
 )
-from services.auth.service import DefaultAuth
-from services.auth.tokens import expiry_of
+from kernel_services.auth.service import DefaultAuth
+from kernel_services.auth.tokens import expiry_of
 
 #: an own-service token is renewed this long before it expires
 RENEW_BEFORE = 300.0

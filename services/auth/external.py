@@ -45,8 +45,8 @@ from kernel.api import (
     read_settings,
     split_names,
 )
-from services.auth.jwks import DEFAULT_TIMEOUT, JwksClient, KeysUnavailable
-from services.auth.tokens import parts_of
+from kernel_services.auth.jwks import DEFAULT_TIMEOUT, JwksClient, KeysUnavailable
+from kernel_services.auth.tokens import parts_of
 
 __all__ = ["JwksTokens", "LegacyTokens", "external_verifiers"]
 

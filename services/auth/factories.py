@@ -19,13 +19,13 @@ from kernel.api import (
     create_service_factory,
     read_settings,
 )
-from services.auth.client import HttpPluginClient
-from services.auth.http_auth import DefaultHttpAuth
-from services.auth.keys import PluginKeys, StaticPluginKeys
-from services.auth.service import DefaultAuth
-from services.auth.user_info import TokenUserInfo
-from services.auth.verifiers import token_verifiers
-from services.discovery import HostDiscovery
+from kernel_services.auth.client import HttpPluginClient
+from kernel_services.auth.http_auth import DefaultHttpAuth
+from kernel_services.auth.keys import PluginKeys, StaticPluginKeys
+from kernel_services.auth.service import DefaultAuth
+from kernel_services.auth.user_info import TokenUserInfo
+from kernel_services.auth.verifiers import token_verifiers
+from kernel_services.discovery import HostDiscovery
 
 
 def credential_verifiers(config: ConfigReader) -> list[CredentialVerifier]:
@@ -38,7 +38,7 @@ def _external(config: ConfigReader) -> Sequence[CredentialVerifier]:
     """The ``legacy`` and ``jwks`` external-access verifiers, when the config has such entries."""
     if not any(entry.type in ("legacy", "jwks") for entry in read_settings(config).auth.external_access):
         return []  # no JOSE library loaded for nothing
-    from services.auth.external import external_verifiers
+    from kernel_services.auth.external import external_verifiers
 
     return external_verifiers(config)
 

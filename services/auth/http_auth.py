@@ -30,7 +30,7 @@ from kernel.api import (
     presented_token,
     principal_of,
 )
-from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, expiry_of, parts_of
+from kernel_services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, expiry_of, parts_of
 
 COOKIE_PATH = "/.backstage/auth/v1/cookie"
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kernel.api import ConfigError, DatabaseService, Logger, StaticKey
-from services.auth.tokens import ALGORITHM, PLUGIN_TOKEN_SECONDS
+from kernel_services.auth.tokens import ALGORITHM, PLUGIN_TOKEN_SECONDS
 
 MIGRATIONS = [
     (

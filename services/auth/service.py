@@ -27,9 +27,9 @@ from kernel.api import (
     PrincipalType,
     verify_token,
 )
-from services.auth.keys import PluginKeys, StaticPluginKeys
-from services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
-from services.auth.verifiers import PLUGIN_JWKS_PATH
+from kernel_services.auth.keys import PluginKeys, StaticPluginKeys
+from kernel_services.auth.tokens import ALGORITHM, PLUGIN_TYP, limited_token_of
+from kernel_services.auth.verifiers import PLUGIN_JWKS_PATH
 
 
 class PublicKey(msgspec.Struct):

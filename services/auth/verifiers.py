@@ -16,8 +16,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 from kernel.api import AuthenticationError, Discovery, Principal, ServiceUnavailableError, Verified
-from services.auth.jwks import JwksClient, KeysUnavailable
-from services.auth.tokens import (
+from kernel_services.auth.jwks import JwksClient, KeysUnavailable
+from kernel_services.auth.tokens import (
     ALGORITHM,
     LIMITED_USER_TYP,
     PLUGIN_TOKEN_SECONDS,

@@ -23,10 +23,10 @@ from kernel.api import (
     core_services,
     create_service_factory,
 )
-from services.permissions.evaluator import PolicyPermissions
-from services.permissions.metadata import add_metadata_route
-from services.permissions.policy import AllowAllPolicy, installed_policy
-from services.permissions.registry import PluginPermissionsRegistry
+from kernel_services.permissions.evaluator import PolicyPermissions
+from kernel_services.permissions.metadata import add_metadata_route
+from kernel_services.permissions.policy import AllowAllPolicy, installed_policy
+from kernel_services.permissions.registry import PluginPermissionsRegistry
 
 __all__ = [
     "FACTORIES",

@@ -29,6 +29,7 @@ class Upstream(msgspec.Struct, rename="camel"):
 class VaultConfig(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     master_key: Secret
     port: int = 8200
+    public_url: Annotated[str, msgspec.Meta(extra_json_schema={"visibility": "frontend"})] = ""
     upstreams: dict[str, Upstream] = {}
 
 
@@ -181,3 +182,56 @@ def test_no_config_file_is_a_clear_error(site: Path, tmp_path: Path, command: st
 def test_print_fails_on_a_config_that_does_not_load(site: Path, tmp_path: Path) -> None:
     proc = run(site, tmp_path, "print", "--config", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_check_names_an_os_user_workers_cannot_run_as(site: Path, tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", GOOD)
+    local = write(
+        tmp_path, "local.yaml", "backend:\n  workers:\n    plugins:\n      vault:\n        user: edges-no-such-user\n"
+    )
+    proc = run(site, tmp_path, "check", "--config", base, "--config", local)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "backend.workers.plugins.vault.user" in proc.stderr and "edges-no-such-user" in proc.stderr
+
+
+def test_schema_is_everything_installed_in_one_document(site: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernel.cli", "config", "schema"],
+        env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    props = doc["properties"]
+    backend = props["backend"]["properties"]
+    assert {"listen", "gateway", "workers", "metrics", "tracing", "cors", "auth", "cache"} <= set(backend)
+    assert backend["config"]["properties"]["reload"]["$ref"].startswith("#/$defs/kernel.")
+    assert backend["baseUrl"]["visibility"] == "frontend"
+    assert "endpoints" in props["discovery"]["properties"]  # declared by the built-in services
+    vault = doc["$defs"][props["vault"]["$ref"].removeprefix("#/$defs/")]  # the installed plugin's own
+    assert set(vault["properties"]) == {"masterKey", "port", "publicUrl", "upstreams"}
+    assert vault["required"] == ["masterKey"]
+    assert vault["properties"]["publicUrl"]["visibility"] == "frontend"
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [*([node["$ref"]] if "$ref" in node else []), *(r for v in node.values() for r in refs(v))]
+        return [r for v in node for r in refs(v)] if isinstance(node, list) else []
+
+    assert {r.removeprefix("#/$defs/") for r in refs(doc)} <= set(doc["$defs"])  # every reference resolves
+    as_yaml = subprocess.run(
+        [sys.executable, "-m", "kernel.cli", "config", "schema", "--format", "yaml"],
+        env={**os.environ, "PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert yaml.safe_load(as_yaml.stdout) == doc
+
+
+def test_print_frontend_keeps_only_what_a_frontend_may_see(site: Path, tmp_path: Path) -> None:
+    text = GOOD + "  publicUrl: https://vault.example.com\n"
+    text = text.replace("app:\n  title: demo\n", "app:\n  title: demo\n  baseUrl: http://localhost:3000\n")
+    proc = run(site, tmp_path, "print", "--frontend", "--json", "--config", write(tmp_path, "app-config.yaml", text))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "app": {"title": "demo", "baseUrl": "http://localhost:3000"},
+        "vault": {"publicUrl": "https://vault.example.com"},
+    }

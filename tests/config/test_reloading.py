@@ -89,6 +89,27 @@ async def test_watching_files_reloads_on_change_and_async_subscribers_run(tmp_pa
         await config.stop()
 
 
+async def test_a_file_still_being_written_is_read_only_once_it_holds_still(tmp_path: Path) -> None:
+    # every half-written state parses, so only the settle keeps them out
+    path = tmp_path / "app-config.yaml"
+    head = "backend:\n  config:\n    reload: {enabled: true, pollSeconds: 0.1}\napp:\n"
+    path.write_text(head + "  k0: 0\n")
+    config = ReloadingConfig([path], env={})
+    seen: list[int] = []
+    config.subscribe(lambda c: seen.append(len(c.get("app"))))
+    await config.start()
+    try:
+        with path.open("a") as f:  # a slow writer: a line every 10 ms for 0.6 s, six polls
+            for i in range(1, 61):
+                f.write(f"  k{i}: {i}\n")
+                f.flush()
+                await asyncio.sleep(0.01)
+        await _wait_for(lambda: seen != [])
+        assert seen == [61] and len(config.get("app")) == 61
+    finally:
+        await config.stop()
+
+
 async def test_interval_reload_picks_up_changes_the_file_watch_cannot_see(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("first")

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from kernel.edge_settings import EdgeSettings
 from kernel.gateway.middleware.headers import security_headers
+from kernel.settings import EdgeSettings
 from kernel.testing import KernelProcess, wait_for
 from tests.dashboard.support import (
     BROKEN,
@@ -187,3 +187,38 @@ def test_a_task_is_triggered_from_its_button_and_the_token_is_asked_once(
     page.click("#forget")
     expect(page.locator("#login")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def chart(page: Page, plugin_id: str, series: str) -> Any:
+    return page.locator(f'#trends canvas[data-plugin="{plugin_id}"][data-series="{series}"]')
+
+
+def test_trends_draw_each_plugins_figures_over_time_under_the_csp(watched: Watched, kernel: KernelProcess) -> None:
+    page = watched.page
+    page.goto(kernel.url + PAGE)
+    sign_in(watched, kernel)
+    for series in ("rps", "p99", "inflight", "rss"):
+        expect(chart(page, "echo", series)).to_have_count(1, timeout=SHOWN)
+    expect(chart(page, "metered", "rss")).to_have_count(1)
+    # a point per snapshot: the series grows while the page stays
+    wait_for(lambda: int(chart(page, "echo", "rss").get_attribute("data-points") or 0) >= 3, 20, "points")
+    assert float(chart(page, "echo", "rss").get_attribute("data-last") or 0) > 1_000_000  # a worker's RSS, in bytes
+
+    # traffic shows in the req/s series (the workers' heartbeats carry their request rate)
+    def busy() -> bool:
+        with httpx.Client(base_url=kernel.url, timeout=10) as client:
+            for _ in range(30):
+                client.get("/api/echo/pid")
+        return float(chart(page, "echo", "rps").get_attribute("data-last") or 0) > 0
+
+    wait_for(busy, 30, "the req/s series never rose")
+    label = chart(page, "echo", "rps").get_attribute("aria-label") or ""
+    assert label.startswith("echo req/s ") and "peak" in label
+    # drawn in the page: the canvas holds pixels of the line (not only the zero line)
+    painted = page.evaluate(
+        """(c) => { const d = c.getContext("2d").getImageData(0, 0, c.width, c.height - 2).data;
+                    let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""",
+        chart(page, "echo", "rss").element_handle(),
+    )
+    assert painted > 50, painted
+    assert watched.policy_violations() == [] and watched.errors == []

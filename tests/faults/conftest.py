@@ -46,6 +46,9 @@ async def _drop_databases(prefix: str) -> None:
         rows = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix)
         for row in rows:
             await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        # the plugins' roles (services.database_roles), once the databases they own are gone
+        for row in await conn.fetch("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", prefix):
+            await conn.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
     finally:
         await conn.close()
 

@@ -3,9 +3,9 @@
 A worker whose handler ignores SIGTERM (``SIG_IGN``) and either swallows every cancellation or
 blocks its event loop cannot stop by itself: the supervisor kills it once its stop timeouts are
 over, when the kernel stops and when the worker is replaced, and no process is left behind.
-A handler logging in a tight loop writes straight to the kernel's stderr (every child inherits
-it; no kernel process reads or relays it), so nothing in the kernel buffers it: the gateway and
-the other plugins keep answering, and no process's memory grows.
+A handler logging in a tight loop (with no log rate) writes to its pipe, which the supervisor reads
+and relays through a bounded buffer (``kernel.supervisor.logrelay``): the gateway and the other
+plugins keep answering, and no process's memory grows.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def misbehaving_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(**workers: Any) -> dict[str, Any]:
     config = base_config(requestTimeout=60)
+    config["backend"]["logging"] = {"rate": {"linesPerSecond": 0}}  # type: ignore[index]  # every line relayed
     config["backend"]["workers"].update(  # type: ignore[index]
         # heartbeats alone would not kill a worker here: what stops it is the stop timeouts under test
         {"shutdownGrace": GRACE, "killTimeout": KILL_TIMEOUT, "heartbeatTimeout": 60, **workers}

@@ -66,3 +66,18 @@ def test_a_reload_that_breaks_the_settings_keeps_the_config_in_force(site: Path)
             )
     finally:
         k.stop()
+
+
+def test_a_reload_changing_tracing_says_it_needs_a_restart(site: Path) -> None:
+    config = base_config()
+    config["backend"]["config"] = {"reload": {"enabled": True, "pollSeconds": 0.1}}
+    k = KernelProcess(config, paths=[site]).start(timeout=60)
+    try:
+        changed = base_config()
+        changed["backend"]["config"] = config["backend"]["config"]
+        changed["backend"]["tracing"] = {"samplerRatio": 0.5, "serviceName": "renamed"}
+        k.config_path.write_text(yaml.safe_dump(changed))
+        wait_for(lambda: "backend.tracing changed" in k.output(), 10, "the tracing change was not reported")
+        assert "restart the kernel to apply it" in k.output()
+    finally:
+        k.stop()

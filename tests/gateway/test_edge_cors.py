@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from kernel.edge_settings import CorsSettings
 from kernel.gateway.middleware.cors import CorsMiddleware, glob_regex
+from kernel.settings import CorsSettings
 from kernel.testing import KernelProcess
 from tests.conftest import TOKEN, assert_error_shape
 from tests.gateway.edge_support import edge_config, edge_site

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from kernel.edge_settings import EdgeSettings
 from kernel.gateway.middleware.headers import csp_value, security_headers
+from kernel.settings import EdgeSettings
 from kernel.testing import KernelProcess
 from tests.conftest import assert_error_shape
 from tests.gateway.edge_support import edge_config, edge_site

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from kernel.edge_settings import PluginRateLimit, RateLimitSettings
 from kernel.errors import KernelError
 from kernel.gateway.middleware.forwarded import client_address, trust_function
 from kernel.gateway.middleware.ratelimit import RateLimitMiddleware, rules_of
-from kernel.gateway.middleware.ratelimit_stores import MemoryStore
-from kernel.gateway.routing import ADMISSION_KEY
+from kernel.gateway.ratelimit_stores import MemoryStore
+from kernel.scope_keys import ADMISSION
+from kernel.settings import PluginRateLimit, RateLimitSettings
 from kernel.testing import KernelProcess, wait_for
 from tests.conftest import TOKEN, assert_error_shape
 from tests.gateway.edge_support import edge_config, edge_site, json_lines
@@ -161,7 +161,7 @@ def _dispatcher(status: int) -> Any:
     """An app that, like the dispatcher, runs the admission check and then answers ``status``."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await scope[ADMISSION_KEY](scope, "p", None)
+        await scope[ADMISSION](scope, "p", None)
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

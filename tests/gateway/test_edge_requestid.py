@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from kernel.edge_settings import AccessLogSettings, EdgeSettings, RequestIdSettings
 from kernel.gateway.app import build_app
 from kernel.gateway.middleware.observe import ObserveMiddleware
 from kernel.logs import valid_request_id
+from kernel.settings import AccessLogSettings, EdgeSettings, RequestIdSettings
 from kernel.testing import KernelProcess, wait_for
 from tests.conftest import TOKEN
 from tests.gateway.edge_support import edge_config, edge_site, json_lines

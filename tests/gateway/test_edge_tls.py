@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kernel.edge_settings import Certificate, HttpsSettings
 from kernel.gateway.tls import generated_certificate, server_context
+from kernel.settings import Certificate, HttpsSettings
 from kernel.testing import KernelProcess
 from tests.gateway.edge_support import edge_config, edge_site
 

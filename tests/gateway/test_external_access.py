@@ -1,7 +1,8 @@
 """External access of type ``legacy`` and ``jwks`` (services/auth/external.py), and access restrictions.
 
-Through a real kernel (the token system's verifiers, in the gateway), with key sets served from this
-process on 127.0.0.1; and the principals the verifiers build, checked directly.
+Through the production gateway in the test's process (``start_test_backend``: the token system's
+verifiers, in the gateway, as ``kernel serve`` composes it), with key sets served from this process on
+127.0.0.1; and the principals the verifiers build, checked directly.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kernel.config import Config, ConfigError
 from kernel.protocol import PermissionRestriction, Principal
-from kernel.testing import KernelProcess, free_port
-from services.auth.external import JwksTokens, LegacyTokens, external_verifiers
-from tests.conftest import TOKEN, assert_error_shape, base_config
+from kernel.testing import TestBackend, free_port, start_test_backend
+from kernel_services.auth.external import JwksTokens, LegacyTokens, external_verifiers
+from tests import plugins
+from tests.conftest import TOKEN, assert_error_shape, base_config, fixture_plugin
 
 SECRET = base64.b64encode(b"legacy-secret-of-32-bytes-length").decode()
 RESTRICTED_SECRET = base64.urlsafe_b64encode(b"another-secret-for-other-plugins").decode()
@@ -123,7 +124,7 @@ def tampered(token: str, **header: Any) -> str:
     return f"{new}.{payload}.{signature}"
 
 
-# ---------------------------------------------------------------------------- one kernel
+# ---------------------------------------------------------------------------- behind the gateway
 
 
 def external_access(keys_url: str, slow_url: str, down_url: str) -> list[dict[str, Any]]:
@@ -157,27 +158,26 @@ def external_access(keys_url: str, slow_url: str, down_url: str) -> list[dict[st
     ]
 
 
-@pytest.fixture(scope="module")
-def kernel_ext(
-    site: Path, tmp_path_factory: pytest.TempPathFactory, keys: KeyServer, slow_keys: KeyServer
-) -> Iterator[KernelProcess]:
+@pytest.fixture
+async def backend(keys: KeyServer, slow_keys: KeyServer) -> AsyncIterator[TestBackend]:
+    """Plugins echo and other behind the gateway, with the external access entries above."""
     config: Any = base_config()
     down_url = f"http://127.0.0.1:{free_port()}/jwks.json"  # nothing listens there
     config["backend"]["auth"]["externalAccess"] += external_access(keys.url, slow_keys.url, down_url)
-    k = KernelProcess(config, paths=[site]).start()
-    yield k
-    k.stop()
+    features = [fixture_plugin(plugins.ECHO), fixture_plugin(plugins.OTHER)]
+    async with start_test_backend(features, config=config) as b:
+        yield b
 
 
-def call(kernel: KernelProcess, token: str, path: str = "/api/echo/private/whoami") -> httpx.Response:
+async def call(backend: TestBackend, token: str, path: str = "/api/echo/private/whoami") -> httpx.Response:
     # a verifier that hung would fail this request: every answer must come well within it
-    with httpx.Client(base_url=kernel.url, timeout=8) as c:
-        return c.get(path, headers={"Authorization": f"Bearer {token}"})
+    request = backend.client.get(path, headers={"Authorization": f"Bearer {token}"})
+    return await asyncio.wait_for(request, 8)
 
 
-def test_a_legacy_token_is_the_service_of_its_entry(kernel_ext: KernelProcess) -> None:
-    assert call(kernel_ext, legacy_token()).json() == {"type": "service", "subject": "external:legacy-ci"}
-    assert call(kernel_ext, TOKEN).json()["subject"] == "external:ci-bot"  # static tokens still work beside
+async def test_a_legacy_token_is_the_service_of_its_entry(backend: TestBackend) -> None:
+    assert (await call(backend, legacy_token())).json() == {"type": "service", "subject": "external:legacy-ci"}
+    assert (await call(backend, TOKEN)).json()["subject"] == "external:ci-bot"  # static tokens still work beside
 
 
 @pytest.mark.parametrize(
@@ -193,13 +193,13 @@ def test_a_legacy_token_is_the_service_of_its_entry(kernel_ext: KernelProcess) -
         pytest.param(lambda: tampered(legacy_token(), alg="HS384"), id="alg-swapped"),
     ],
 )
-def test_bad_legacy_tokens_are_401(kernel_ext: KernelProcess, token: Callable[[], str]) -> None:
-    assert_error_shape(call(kernel_ext, token()), 401, "AuthenticationError")
+async def test_bad_legacy_tokens_are_401(backend: TestBackend, token: Callable[[], str]) -> None:
+    assert_error_shape(await call(backend, token()), 401, "AuthenticationError")
 
 
-def test_a_jwks_token_is_the_service_with_the_prefixed_subject(kernel_ext: KernelProcess) -> None:
-    assert call(kernel_ext, idp_token()).json() == {"type": "service", "subject": "external:idp:alice"}
-    got = call(kernel_ext, idp_token(iss=RESTRICTED_ISSUER, aud=None, sub="bob"), "/api/other/whoami").json()
+async def test_a_jwks_token_is_the_service_with_the_prefixed_subject(backend: TestBackend) -> None:
+    assert (await call(backend, idp_token())).json() == {"type": "service", "subject": "external:idp:alice"}
+    got = (await call(backend, idp_token(iss=RESTRICTED_ISSUER, aud=None, sub="bob"), "/api/other/whoami")).json()
     assert got == {"type": "service", "subject": "external:bob"}  # no subjectPrefix, no audience asked
 
 
@@ -217,24 +217,25 @@ def test_a_jwks_token_is_the_service_with_the_prefixed_subject(kernel_ext: Kerne
         pytest.param(unsigned, id="alg-none"),
     ],
 )
-def test_bad_jwks_tokens_are_401(kernel_ext: KernelProcess, token: Callable[[], str]) -> None:
-    assert_error_shape(call(kernel_ext, token()), 401, "AuthenticationError")
+async def test_bad_jwks_tokens_are_401(backend: TestBackend, token: Callable[[], str]) -> None:
+    assert_error_shape(await call(backend, token()), 401, "AuthenticationError")
 
 
-def test_a_key_set_that_is_down_or_slow_is_401_not_a_hang(kernel_ext: KernelProcess, slow_keys: KeyServer) -> None:
+async def test_a_key_set_that_is_down_or_slow_is_401_not_a_hang(backend: TestBackend, slow_keys: KeyServer) -> None:
     for issuer in (DOWN_ISSUER, SLOW_ISSUER, DOWN_ISSUER, SLOW_ISSUER):  # again: no lasting harm either
-        body = assert_error_shape(call(kernel_ext, idp_token(iss=issuer, aud=None)), 401, "AuthenticationError")
+        resp = await call(backend, idp_token(iss=issuer, aud=None))
+        body = assert_error_shape(resp, 401, "AuthenticationError")
         assert body["error"]["message"] == "Invalid external token: its signing keys are unavailable"
     assert slow_keys.requests >= 1  # it was asked, and not waited for
-    assert call(kernel_ext, idp_token()).status_code == 200  # other entries are unaffected
+    assert (await call(backend, idp_token())).status_code == 200  # other entries are unaffected
 
 
 @pytest.mark.parametrize(
     "token", [lambda: legacy_token(RESTRICTED_SECRET), lambda: idp_token(iss=RESTRICTED_ISSUER, aud=None)]
 )
-def test_access_restrictions_limit_plugins(kernel_ext: KernelProcess, token: Callable[[], str]) -> None:
-    assert call(kernel_ext, token(), "/api/other/whoami").status_code == 200
-    body = assert_error_shape(call(kernel_ext, token()), 403, "NotAllowedError")
+async def test_access_restrictions_limit_plugins(backend: TestBackend, token: Callable[[], str]) -> None:
+    assert (await call(backend, token(), "/api/other/whoami")).status_code == 200
+    body = assert_error_shape(await call(backend, token()), 403, "NotAllowedError")
     assert "plugin 'echo'" in body["error"]["message"]
 
 

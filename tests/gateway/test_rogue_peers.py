@@ -30,6 +30,13 @@ def _gateway_endpoint(kernel: KernelProcess) -> str:
     return f"ipc://{path}"
 
 
+def _greeted(sock: zmq.Socket[bytes]) -> None:
+    """Wait for the gateway's ``Hello``, its answer to ours: the frames sent before it were all read."""
+    assert sock.poll(10_000), "the gateway never answered the rogue's Hello"
+    answer = p.decode(sock.recv())
+    assert isinstance(answer, p.Hello) and answer.role == "gateway", answer
+
+
 @pytest.fixture
 def rogue(kernel: KernelProcess) -> Iterator[zmq.Socket[bytes]]:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -38,6 +45,7 @@ def rogue(kernel: KernelProcess) -> Iterator[zmq.Socket[bytes]]:
     sock.setsockopt(zmq.ROUTING_ID, b"rogue.0.1")
     sock.connect(_gateway_endpoint(kernel))
     sock.send(p.encode(p.Hello(p.PROTOCOL_VERSION, "worker", "echo", "rogue.0.1", os.getpid())))
+    _greeted(sock)  # connected, and the gateway reads what it sends
     yield sock
     sock.close(0)
     ctx.term()
@@ -54,6 +62,9 @@ def test_a_rogue_peer_cannot_answer_another_workers_streams(
     wait_for(lambda: client.get("/api/echo/pid").json()["sleeping"] >= 3, 10, "the requests never reached echo")
     for sid in range(1, 3000):  # every stream id this gateway may have open
         rogue.send(p.encode(p.ResponseHead(sid, 200, [], b"forged", False)))
+    rogue.send(p.encode(p.Hello(p.PROTOCOL_VERSION, "worker", "echo", "rogue.0.1", os.getpid())))
+    _greeted(rogue)  # the gateway read every forged answer (in order, before this Hello)...
+    assert client.get("/api/echo/pid").json()["sleeping"] >= 3  # ...while the three streams were still open
     for t in slow:
         t.join(20)
     assert len(results) == 3
@@ -101,30 +112,53 @@ def test_a_dead_workers_connection_cannot_be_taken_over(kernel: KernelProcess, c
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     received: list[Any] = []
     answers: list[int] = []
+    sent: list[float] = []  # when each request went out
+    held: list[float] = []  # when the gateway greeted a claim: connected under the worker's id from then on
 
     def traffic() -> None:
-        with httpx.Client(base_url=kernel.url, timeout=10) as c:
+        hooks = {"request": [lambda request: sent.append(time.monotonic())]}
+        with httpx.Client(base_url=kernel.url, timeout=10, event_hooks=hooks) as c:
             for _ in range(5):
                 answers.append(c.get("/api/echo/pid").status_code)
+
+    def claim(until: float) -> None:
+        """Connect under the worker's id and take what comes until ``until``; give way to the next claim
+        if the gateway does not greet this one soon (the id still held by an earlier claim's connection)."""
+        rogue = ctx.socket(zmq.DEALER)
+        rogue.setsockopt(zmq.LINGER, 0)
+        rogue.setsockopt(zmq.ROUTING_ID, wid.encode())
+        rogue.connect(_gateway_endpoint(kernel))
+        try:
+            rogue.send(p.encode(p.Hello(p.PROTOCOL_VERSION, "worker", "echo", wid, os.getpid())))
+            claimed = time.monotonic()
+            while time.monotonic() < until:
+                if rogue.poll(20):
+                    received.append(msg := p.decode(rogue.recv()))
+                    if isinstance(msg, p.Hello):
+                        held.append(time.monotonic())
+                        if sender.ident is None:
+                            sender.start()  # requests for the dead worker, while the impostor is connected
+                elif not held and time.monotonic() - claimed > 0.3:
+                    return
+        finally:
+            rogue.close(0)
 
     sender = threading.Thread(target=traffic)
     os.kill(kernel.proc.pid, signal.SIGSTOP)
     try:
         os.kill(pid, signal.SIGKILL)
-        sender.start()
+        # a pause well within heartbeatTimeout (3 s): longer, and the supervisor would take the gateway for hung
         deadline = time.monotonic() + 1.2
         while time.monotonic() < deadline:  # one claim after another, as the old connection goes
-            rogue = ctx.socket(zmq.DEALER)
-            rogue.setsockopt(zmq.LINGER, 0)
-            rogue.setsockopt(zmq.ROUTING_ID, wid.encode())
-            rogue.connect(_gateway_endpoint(kernel))
-            rogue.send(p.encode(p.Hello(p.PROTOCOL_VERSION, "worker", "echo", wid, os.getpid())))
-            while rogue.poll(50):
-                received.append(p.decode(rogue.recv()))
-            rogue.close(0)
+            claim(deadline)
     finally:
         os.kill(kernel.proc.pid, signal.SIGCONT)
-        sender.join(30)
+        if sender.ident is not None:
+            sender.join(30)
         ctx.term()
-    assert not [m for m in received if isinstance(m, p.RequestHead)], received
+    # the attack happened: an impostor was connected under the worker's id (the gateway greeted it), and
+    # requests for the dead worker went out while it was
+    assert held, received
+    assert [t for t in sent if held[0] <= t < deadline], (held, sent)
+    assert all(isinstance(m, p.Hello) and m.role == "gateway" for m in received), received  # and it got nothing else
     assert answers and answers[-1] == 200, answers  # the replacement serves

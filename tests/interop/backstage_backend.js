@@ -20,19 +20,17 @@
  *   keys at /.well-known/jwks.json, as the real plugin does.
  *
  * Keys: `backend.auth.pluginKeyStore` type `static` (a production option of Backstage; the default
- * `database` store also needs SQL), with a P-256 pair made here at start.
+ * `database` store also needs SQL), with a P-256 pair made at start (static_key_store.js).
  *
  * Prints "BACKSTAGE READY <port>" when listening.
  */
-const crypto = require('node:crypto');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const express = require('express');
 const jose = require('jose');
 const { createBackend } = require('@backstage/backend-defaults');
 const { createBackendPlugin, createServiceFactory, coreServices } = require('@backstage/backend-plugin-api');
 const { ConfigReader } = require('@backstage/config');
+const staticKeyStore = require('./static_key_store');
 // Internals the packages do not export ("exports" refuses deep imports): loaded by file path.
 // The reference code itself, not a copy.
 const internal = (pkg, file) => require(path.join(path.dirname(require.resolve(`${pkg}/package.json`)), file));
@@ -43,13 +41,6 @@ const { MemoryKeyStore } = internal('@backstage/plugin-auth-backend', 'dist/iden
 const opts = JSON.parse(process.argv[2]);
 const baseUrl = `http://127.0.0.1:${opts.port}`;
 
-const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'backstage-interop-keys-'));
-const pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-fs.writeFileSync(path.join(keyDir, 'public.pem'), pair.publicKey.export({ type: 'spki', format: 'pem' }));
-fs.writeFileSync(path.join(keyDir, 'private.pem'), pair.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-process.on('exit', () => fs.rmSync(keyDir, { recursive: true, force: true }));
-for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
-
 const config = {
   backend: {
     baseUrl,
@@ -57,18 +48,7 @@ const config = {
     // never connected to: no plugin here asks for a database client
     database: { client: 'better-sqlite3', connection: ':memory:' },
     auth: {
-      pluginKeyStore: {
-        type: 'static',
-        static: {
-          keys: [
-            {
-              publicKeyFile: path.join(keyDir, 'public.pem'),
-              privateKeyFile: path.join(keyDir, 'private.pem'),
-              keyId: `backstage-${crypto.randomUUID()}`,
-            },
-          ],
-        },
-      },
+      pluginKeyStore: staticKeyStore('backstage-interop-keys-'),
     },
   },
   discovery: { endpoints: opts.endpoints },

@@ -34,7 +34,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kernel.testing import KernelProcess, free_port, make_package
-from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, b64encode, limited_token_of
+from kernel_services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, b64encode, limited_token_of
 from tests import plugins
 from tests.conftest import assert_error_shape, base_config
 
@@ -185,7 +185,7 @@ def test_the_kernel_accepts_a_backstage_user_token(systems: Systems) -> None:
 
 
 def test_our_limited_token_of_a_backstage_user_token_is_backstages_and_verifies(systems: Systems) -> None:
-    """services.auth.tokens.limited_token_of rebuilds, byte for byte, what Backstage's
+    """kernel_services.auth.tokens.limited_token_of rebuilds, byte for byte, what Backstage's
     UserTokenHandler.createLimitedUserToken does, and PyJWT verifies it with the Node key."""
     token = backstage_user_token(systems)
     ours, expires = limited_token_of(token)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 
-from kernel.testing import KernelProcess
-from tests.conftest import TOKEN, assert_error_shape, base_config
+from kernel.testing import KernelProcess, start_test_backend
+from kernel_services import discovery
+from tests import plugins
+from tests.conftest import TOKEN, assert_error_shape, base_config, fixture_plugin
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 INDEX = "/.kernel/openapi/v1"
@@ -30,11 +30,14 @@ def test_the_index_needs_credentials_and_names_each_document(kernel: KernelProce
         assert httpx.get(entry["url"], timeout=10).json()["openapi"] == "3.1.0"
 
 
-def test_the_urls_follow_the_base_url_and_the_mount(documented_site: Path) -> None:
+async def test_the_urls_follow_the_base_url_and_the_mount() -> None:
     config = base_config(mount="/services")
     config["backend"]["baseUrl"] = "https://kernel.example.com"  # type: ignore[index]
-    with KernelProcess(config, paths=[documented_site]) as kernel, httpx.Client(base_url=kernel.url) as client:
-        entries = {e["id"]: e["url"] for e in client.get(INDEX, headers=AUTH).json()["plugins"]}
+    features = [fixture_plugin(plugins.DOCUMENTED)]
+    # the kernel's own discovery (not the test backend's, pointing nowhere): the document's server URL is its
+    async with start_test_backend(features, services=discovery.FACTORIES, config=config) as backend:
+        index = await backend.client.get(INDEX, headers=AUTH)
+        entries = {e["id"]: e["url"] for e in index.json()["plugins"]}
         assert entries["documented"] == "https://kernel.example.com/services/documented/openapi.json"
-        served = client.get("/services/documented/openapi.json").json()
+        served = (await backend.client.get("/services/documented/openapi.json")).json()
         assert served["servers"][0]["url"] == "https://kernel.example.com/services/documented"

@@ -102,6 +102,9 @@ async def _drop_run_databases() -> None:
         rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"kt\\_{RUN}\\_%")
         for row in rows:
             await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        # the plugins' roles (services.database_roles), once the databases they own are gone
+        for row in await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"kt\\_{RUN}\\_%"):
+            await conn.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
     finally:
         await conn.close()
 

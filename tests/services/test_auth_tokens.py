@@ -8,82 +8,27 @@ sends ``auth`` there), so every kind of bad token can be made.
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 
 from kernel.testing import KernelProcess, free_port, make_package, wait_for
-from services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, b64encode
+from kernel_services.auth.tokens import LIMITED_USER_TYP, PLUGIN_TYP, USER_TYP, b64encode
 from tests import plugins
 from tests.conftest import TOKEN, assert_error_shape, base_config
-
-USER = "user:default/ada"
-GROUPS = ["user:default/ada", "group:default/team-a"]
-
-
-def sign(header: dict[str, Any], claims: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
-    """A compact JWS with exactly this header (key order kept), as the reference system's issuer makes it."""
-    signing_input = ".".join(b64encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
-    signature = ECAlgorithm(ECAlgorithm.SHA256).sign(signing_input.encode(), key)
-    return f"{signing_input}.{b64encode(signature)}"
-
-
-class Issuer:
-    """A user-token issuer: an ES256 key, its JWKS served on 127.0.0.1, tokens made on demand."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.kid = str(uuid.uuid4())
-        jwk = ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        self.jwks = json.dumps({"keys": [{**jwk, "kid": self.kid, "alg": "ES256", "use": "sig"}]}).encode()
-        self.port = free_port()
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                ok = self.path == "/api/auth/.well-known/jwks.json"
-                self.send_response(200 if ok else 404)
-                self.send_header("content-type", "application/json")
-                self.end_headers()
-                self.wfile.write(issuer.jwks if ok else b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def user_token(self, *, exp: float | None = None, kid: str | None = None, key: Any = None) -> str:
-        now = int(time.time())
-        exp_i = int(exp if exp is not None else now + 3600)
-        header = {"typ": LIMITED_USER_TYP, "alg": "ES256", "kid": kid or self.kid}
-        limited = sign(header, {"sub": USER, "iat": now, "exp": exp_i}, key or self.key)
-        claims = {"iss": "test", "sub": USER, "ent": GROUPS, "aud": "backstage", "iat": now, "exp": exp_i}
-        claims["uip"] = limited.rsplit(".", 1)[1]
-        return sign({"typ": USER_TYP, "alg": "ES256", "kid": kid or self.kid}, claims, key or self.key)
-
-    def limited_token(self) -> str:
-        now = int(time.time())
-        header = {"typ": LIMITED_USER_TYP, "alg": "ES256", "kid": self.kid}
-        return sign(header, {"sub": USER, "iat": now, "exp": now + 600}, self.key)
+from tests.services.token_issuer import GROUPS, USER, Issuer, sign
 
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[Issuer]:
     found = Issuer()
     yield found
-    found.server.shutdown()
-    found.server.server_close()
+    found.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""services.cache: the same suite on the in-process store and on Redis, plus Redis shared by two workers."""
+"""kernel_services.cache: the same suite on the in-process store and on Redis, plus Redis shared by two workers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 
 from kernel.api import ConfigError
 from kernel.testing import KernelProcess, make_package, wait_for, wait_for_async
-from services.cache import CacheStore, MemoryStore, PluginCache, RedisStore, create_cache, create_store
+from kernel_services.cache import CacheStore, MemoryStore, PluginCache, RedisStore, create_cache, create_store
 from tests import plugins
 from tests.services.conftest import REDIS_PREFIX, REDIS_URL, config_of, kernel_config
 

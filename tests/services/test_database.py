@@ -1,4 +1,4 @@
-"""services.database: one suite on SQLite, PostgreSQL (database mode) and PostgreSQL (schema mode)."""
+"""kernel_services.database: one suite on SQLite, PostgreSQL (database mode) and PostgreSQL (schema mode)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from kernel.testing import KernelProcess, make_package
-from services.database import MigrationError, PluginDatabase, create_database, read_settings
-from services.database_sqlite import split_sqlite_script
+from kernel_services.database import MigrationError, PluginDatabase, create_database, read_settings
+from kernel_services.database_sqlite import split_sqlite_script
 from tests.services.conftest import (
     AUTH,
     DB_ENGINES,

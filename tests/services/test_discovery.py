@@ -1,4 +1,4 @@
-"""services.discovery: internal and external base URLs from config, overrides, prefixes."""
+"""kernel_services.discovery: internal and external base URLs from config, overrides, prefixes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kernel.config import Config, ConfigError, ReloadingConfig
-from services.discovery import FACTORIES, HostDiscovery, _LiveDiscovery, read_discovery_endpoints
+from kernel_services.discovery import FACTORIES, HostDiscovery, _LiveDiscovery, read_discovery_endpoints
 
 
 def discovery(data: dict[str, Any]) -> HostDiscovery:

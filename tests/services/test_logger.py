@@ -1,4 +1,4 @@
-"""services.logger: the core.logger service (structured fields, child loggers) and its logs in a real kernel."""
+"""kernel_services.logger: the core.logger service (structured fields, child loggers) and its logs in a real kernel."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from kernel.config import SECRET, Config
 from kernel.logs import JsonFormatter, configure, configure_from_config
 from kernel.testing import KernelProcess, make_package
-from services import logger as mod
+from kernel_services import logger as mod
 from tests.logs_support import capture, restored_logging
 
 

@@ -1,11 +1,11 @@
-"""services.outage: an outage logged when it starts and when it ends, never at every failed call."""
+"""kernel_services.outage: an outage logged when it starts and when it ends, never at every failed call."""
 
 from __future__ import annotations
 
 import errno
 
 from kernel.testing import RecordingLogger
-from services.outage import Outage, reason
+from kernel_services.outage import Outage, reason
 
 
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() -> None:

@@ -39,8 +39,8 @@ from kernel.api import (
 )
 from kernel.config import Config
 from kernel.testing import KernelProcess, RecordingLogger, make_package, wait_for
-from services.permissions import AllowAllPolicy, PluginPermissionsRegistry, PolicyPermissions, installed_policy
-from services.permissions.metadata import metadata
+from kernel_services.permissions import AllowAllPolicy, PluginPermissionsRegistry, PolicyPermissions, installed_policy
+from kernel_services.permissions.metadata import metadata
 from tests import plugins
 from tests.conftest import TOKEN, assert_error_shape, base_config
 

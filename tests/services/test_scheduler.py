@@ -1,4 +1,4 @@
-"""services.scheduler: claim logic on SQLite and PostgreSQL, task runs in-process, two kernels sharing PostgreSQL."""
+"""kernel_services.scheduler: claim logic on SQLite and PostgreSQL, task runs in-process, two kernels sharing PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 from kernel.errors import ConflictError, NotFoundError
 from kernel.testing import KernelProcess, RecordingLogger, make_package, wait_for, wait_for_async
-from services.database import PluginDatabase, create_database
-from services.scheduler import Cadence, TaskScheduler, open_task_store
+from kernel_services.database import PluginDatabase, create_database
+from kernel_services.scheduler import Cadence, TaskScheduler, open_task_store
 from tests import plugins
 from tests.conftest import assert_error_shape
 from tests.services.conftest import AUTH, config_of, database_config, kernel_config, pg_fetch, worker_pids

@@ -4,6 +4,7 @@ worker, and requests in flight per worker with a bounded queue (503 with Retry-A
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel.settings import WorkerLimits
+from kernel.supervisor.children import Child
+from kernel.supervisor.limits import check_limits
 from kernel.testing import KernelProcess, make_package, wait_for
 from tests import plugins
 from tests.conftest import base_config
@@ -105,3 +109,28 @@ def test_requests_beyond_max_in_flight_queue_and_beyond_the_queue_get_503(hungry
         assert body["error"]["name"] == "ServiceUnavailableError"
         assert "at capacity (1 in flight per worker, 1 waiting)" in body["error"]["message"]
         assert c.get("/api/hungry/pid").status_code == 200
+
+
+def test_check_limits_recycles_through_what_it_is_handed() -> None:
+    """``check_limits`` sees only the children, each plugin's limits and how to recycle: no supervisor."""
+
+    class Process:
+        pid = os.getpid()  # a live process (its memory is not limited below)
+
+        def exit_code(self) -> int | None:
+            return None
+
+        def terminate(self) -> None: ...
+        def kill(self) -> None: ...
+        def wait(self) -> int:
+            return 0
+
+    busy = Child("w.0.1", "worker", Process(), plugin_id="w", ready=True, served=20)
+    starting = Child("w.1.2", "worker", Process(), plugin_id="w", served=20)
+    gateway = Child("gateway-0", "gateway", Process(), ready=True, served=20)
+    asked: list[str] = []
+    limits = WorkerLimits(memory_soft_mb=0, memory_hard_mb=0, max_requests=20)
+    for _ in range(2):  # the second tick: a recycle is on its way already
+        check_limits([busy, starting, gateway], lambda plugin_id: limits, lambda child, why: asked.append(why))
+    assert asked == ["worker w.0.1 served 20 requests (maxRequests 20)"]
+    assert busy.recycling and not starting.recycling

@@ -92,24 +92,24 @@ def _cannot_run(python: str, user: str) -> str:
     return "" if done.returncode == 0 else (lines[-1] if lines else f"exit code {done.returncode}")
 
 
-def _python_for_users(shared: Path) -> str:
+def python_for_users(shared: Path, user: str = USER_A) -> str:
     """An interpreter the test users can run with this environment's packages: this one, else a venv of
     the system's Python of the same version (a ``.pth`` adds this environment's site-packages)."""
-    why = _cannot_run(sys.executable, USER_A)
+    why = _cannot_run(sys.executable, user)
     if not why:
         return sys.executable
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     system = Path(f"/usr/bin/python{version}")
     if not system.exists():
-        pytest.skip(f"user {USER_A} cannot run {sys.executable} ({why}) and there is no {system}")
+        pytest.skip(f"user {user} cannot run {sys.executable} ({why}) and there is no {system}")
     venv = shared / "python"
     subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
     adds = "; ".join(f"site.addsitedir({p!r})" for p in site.getsitepackages())
     (venv / "lib" / f"python{version}" / "site-packages" / "kernel-test-env.pth").write_text(f"import site; {adds}\n")
     python = str(venv / "bin" / "python")
-    why_not = _cannot_run(python, USER_A)
+    why_not = _cannot_run(python, user)
     if why_not:
-        pytest.skip(f"user {USER_A} cannot run {sys.executable} ({why}) nor a venv of {system} ({why_not})")
+        pytest.skip(f"user {user} cannot run {sys.executable} ({why}) nor a venv of {system} ({why_not})")
     return python
 
 
@@ -127,7 +127,7 @@ def python(shared: Path) -> str:
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         pytest.skip("running workers as other OS users needs Linux and a test run as root (to create the users)")
     _ensure_accounts()
-    return _python_for_users(shared)
+    return python_for_users(shared)
 
 
 @pytest.fixture(scope="module")

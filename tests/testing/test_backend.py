@@ -16,6 +16,7 @@ from kernel.api import (
     PolicyUser,
     ServiceRef,
     core_services,
+    create_module,
     create_plugin,
     hookimpl,
 )
@@ -155,3 +156,12 @@ async def test_services_as_ref_and_instance_pairs() -> None:
     pairs: Sequence[object] = [(core_services.logger, logger)]
     async with start_test_backend([notes.plugin], services=pairs):
         assert "NOTES READY" in logger.lines
+
+
+async def test_a_plugin_or_module_without_init_is_named() -> None:
+    bare = create_plugin("bare")
+    with pytest.raises(BootError, match="plugin 'bare' declares no init \\(use @plugin.init\\)"):
+        await start_test_backend([bare])
+    lonely = create_module(plugin_id="notes", module_id="lonely")
+    with pytest.raises(BootError, match="module 'lonely' for plugin 'notes' declares no init \\(use @module.init\\)"):
+        await start_test_backend([notes.plugin, lonely])

@@ -10,7 +10,7 @@ import zmq
 
 from kernel import protocol as p
 from kernel.errors import ProtocolError
-from kernel.transport.connection import Channel, hello, refusal
+from kernel.transport.connection import Channel, hello, hello_refusal
 from kernel.transport.endpoints import IpcTransport
 from kernel.transport.sockets import dealer, router
 
@@ -47,10 +47,10 @@ async def test_messages_arrive_decoded_with_their_peer_and_bad_frames_go_aside()
 def test_the_handshake_accepts_our_version_and_refuses_others() -> None:
     ours = p.decode(hello("worker", plugin_id="echo", worker_id="echo.0.1"))
     assert isinstance(ours, p.Hello) and ours.version == p.PROTOCOL_VERSION and ours.plugin_id == "echo"
-    assert refusal(ours, "test") is None
-    refused = refusal(p.Hello(p.PROTOCOL_VERSION + 1, "worker", "x", "x.0.1"), "test")
+    assert hello_refusal(ours, "test") is None
+    refused = hello_refusal(p.Hello(p.PROTOCOL_VERSION + 1, "worker", "x", "x.0.1"), "test")
     assert refused is not None and refused.stream == 0 and "protocol version mismatch" in refused.message
-    refused = refusal(p.Heartbeat(0.0), "test")
+    refused = hello_refusal(p.Heartbeat(0.0), "test")
     assert refused is not None and "expected Hello first" in refused.message
 
 

@@ -20,7 +20,7 @@ from kernel_auth.tokens import b64url_decode, limited_token_of, parse_entity_ref
 
 from kernel.api import AuthenticationError, ServiceUnavailableError
 from kernel.config import Config
-from services.database import create_database
+from kernel_services.database import create_database
 
 
 class _Logger:

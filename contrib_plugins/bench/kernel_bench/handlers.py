@@ -6,6 +6,7 @@ Only Starlette is imported here: the baseline must not pay for the kernel.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -53,6 +54,23 @@ async def download(request: Request) -> Response:
     if not 0 <= size <= MAX_DOWNLOAD or not 1 <= block <= MAX_BLOCK:
         return JSONResponse({"error": f"size must be 0..{MAX_DOWNLOAD}, block 1..{MAX_BLOCK}"}, status_code=400)
     return StreamingResponse(_blocks(size, block), media_type="application/octet-stream")
+
+
+async def upload(request: Request) -> Response:
+    """Read the body as a stream and discard it: ``{"bytes": N}``, and ``"sha256"`` of it with ``?sha256=1``.
+
+    Constant memory at any size; the digest is asked for only (it costs about a second of CPU per GiB).
+    """
+    digest = hashlib.sha256() if request.query_params.get("sha256") == "1" else None
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
+    answer: dict[str, int | str] = {"bytes": size}
+    if digest is not None:
+        answer["sha256"] = digest.hexdigest()
+    return JSONResponse(answer)
 
 
 async def ws_echo(websocket: WebSocket) -> None:

@@ -70,9 +70,12 @@ from .upstream import Upstream
 
 __all__ = ["plugin"]
 
-#: the config lives at ``frobsAggregator``, not at the plugin id: no ``config_schema`` (see ``config``)
+#: the config lives at ``frobsAggregator``, not at the plugin id: no ``config_schema`` (see ``config``); its
+#: workers get that section whole (a URL may come from ``${VAR}``, which scoping would otherwise withhold)
 plugin = create_plugin(
     "frobs-aggregator",
+    config_reads=(CONFIG_KEY,),
+    config_secrets=(CONFIG_KEY,),
     openapi=OpenApi(title="frobs-aggregator", description="A summary of the frobs and the partner's flerps"),
 )
 

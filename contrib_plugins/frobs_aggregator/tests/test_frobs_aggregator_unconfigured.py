@@ -16,7 +16,9 @@ from frobs_support import FLERPS, FROBS, FakeApi, assert_error, expected, ok, st
 from kernel.api import merge_config
 from kernel.testing import KernelProcess, wait_for
 
-RELOAD = {"backend": {"config": {"reload": {"enabled": True, "pollSeconds": 0.1}}}}
+#: reloads on; workers spawned, not forked from the zygote (which preloads aiohttp for every worker,
+#: shared): so the worker's memory map shows what the plugin itself loaded
+RELOAD = {"backend": {"config": {"reload": {"enabled": True, "pollSeconds": 0.1}}, "workers": {"zygote": False}}}
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse
 from kernel.api import core_services, create_plugin
 from myawesomeapi_client import MyAwesomeApiClient
 
-plugin = create_plugin("awesome-users")
+plugin = create_plugin("awesome-users", config_reads=("myAwesomeApi",))
 
 
 @plugin.init(

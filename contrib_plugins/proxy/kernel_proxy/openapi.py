@@ -1,7 +1,8 @@
 """The proxy's OpenAPI document (``/api/proxy/openapi.json``), built from the endpoints in force.
 
 Each endpoint ``/<route>`` is two paths, ``/<route>`` and ``/<route>/{path}`` (the rest of the path,
-passed on), with its allowed methods (all the usual ones when it does not limit them). What the
+passed on), with its allowed methods (all eight an OpenAPI path item names when it does not limit
+them, as the reference system's proxy passes any method on). What the
 upstream answers is its own (any status, any body); the answers the proxy itself makes are the
 kernel's errors: 404 (no such endpoint), 405 (a method the endpoint does not allow), 502 (the upstream
 broke off or could not be reached), 503 (too many requests at once to the endpoint), 504 (the upstream
@@ -19,8 +20,9 @@ from .config import Endpoint
 
 __all__ = ["document"]
 
-#: the methods documented for an endpoint that allows every method
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: the methods documented for an endpoint that allows every method: every one an OpenAPI path item can
+#: name, as the reference's proxy passes on any method unless ``allowedMethods`` limits them
+METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/KernelError"}}}
 _PROXY_ERRORS = {
     "405": "The endpoint does not allow this method",

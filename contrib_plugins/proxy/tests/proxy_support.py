@@ -112,7 +112,7 @@ class Upstream:
                 ]
                 self._send(201 if self.command == "POST" else 200, payload, extra)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = _any
 
             def _events(self) -> None:
                 self.send_response(200)

@@ -161,6 +161,24 @@ def test_methods_pass_and_allowed_methods_are_enforced(env: Env, client: httpx.C
     assert len(env.up.hits) == before
 
 
+def test_the_openapi_document_lists_exactly_the_methods_that_pass(env: Env, client: httpx.Client) -> None:
+    """As the reference's proxy, an endpoint without ``allowedMethods`` passes every method: the document says so."""
+    every = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+    doc = client.get(env.url("/openapi.json"), headers=AUTH).json()
+    for path in ("/echo", "/echo/{path}"):
+        assert sorted(doc["paths"][path]) == sorted(m.lower() for m in every)
+    for method in every:
+        resp = client.request(method, env.url("/echo/m"), headers=AUTH)
+        assert resp.status_code == (201 if method == "POST" else 200), (method, resp.text)
+        if method != "HEAD":
+            assert resp.json()["method"] == method
+    # an endpoint limiting its methods: the document lists those, and the others are refused
+    assert sorted(doc["paths"]["/readonly/{path}"]) == ["get"]
+    for method in every:
+        resp = client.request(method, env.url("/readonly/x"), headers=AUTH)
+        assert resp.status_code == (200 if method == "GET" else 405), (method, resp.text)
+
+
 # ---------------------------------------------------------------------------- headers
 
 

@@ -1,7 +1,7 @@
 """WebSockets through the proxy, in a real kernel, to a real WebSocket upstream on 127.0.0.1.
 
-One kernel (hypercorn, the default server) serves every endpoint (module fixture ``env``); one more
-on uvicorn shows a caller's close code reaching the upstream exactly.
+One kernel (the default server, ``auto``: WebSockets on uvicorn's protocol) serves every endpoint
+(module fixture ``env``); one more on hypercorn shows a caller's close reaching the upstream as 1001.
 """
 
 from __future__ import annotations
@@ -163,15 +163,13 @@ async def test_the_upstreams_close_code_and_reason_reach_the_caller(env: Env, se
         assert msg.type == aiohttp.WSMsgType.CLOSE and (msg.data, msg.extra) == (4000, "bye")
 
 
-async def test_the_callers_close_closes_the_upstream_as_going_away_under_hypercorn(
-    env: Env, session: aiohttp.ClientSession
-) -> None:
+async def test_the_callers_close_code_reaches_the_upstream(env: Env, session: aiohttp.ClientSession) -> None:
     ws = await session.ws_connect(env.ws("/ws/leaving"), headers=AUTH)
     await ws.send_str("ping")
     assert await ws.receive_str() == "ping"
     await ws.close(code=4321, message=b"done")
     closed = await wait_for_async(lambda: env.up.closes.get("/base/leaving"), message="the upstream was never closed")
-    assert closed == (1001, "")  # hypercorn reports 1006 for every caller's close: 1001 (going away) upstream
+    assert closed == (4321, "done")
 
 
 async def test_an_upstream_dying_mid_session_closes_the_caller_with_1014(
@@ -190,10 +188,10 @@ async def test_an_upstream_dying_mid_session_closes_the_caller_with_1014(
         assert await ws.receive_str() == "after"
 
 
-async def test_the_callers_close_code_reaches_the_upstream_under_uvicorn(tmp_path: Path) -> None:
+async def test_the_callers_close_closes_the_upstream_as_going_away_under_hypercorn(tmp_path: Path) -> None:
     up = WsUpstream().start()
     config = kernel_config(tmp_path, {"endpoints": {"/ws": {"target": up.url, "ws": True, "credentials": OPEN}}})
-    config["backend"]["gateway"]["server"] = "uvicorn"
+    config["backend"]["gateway"]["server"] = "hypercorn"
     kernel = start_kernel(config)
     try:
         async with aiohttp.ClientSession() as session:
@@ -202,7 +200,7 @@ async def test_the_callers_close_code_reaches_the_upstream_under_uvicorn(tmp_pat
             assert await ws.receive_bytes() == b"\x00\x01"
             await ws.close(code=4321, message=b"done")
         closed = await wait_for_async(lambda: up.closes.get("/u"), message="the upstream was never closed")
-        assert closed == (4321, "done")
+        assert closed == (1001, "")  # hypercorn reports 1006 for every caller's close: 1001 (going away) upstream
     finally:
         kernel.stop()
         up.stop()

@@ -191,6 +191,14 @@
       cells: [{ text: f.id, className: "state-failed" }, { text: f.reason, className: "wrap" }],
     })));
 
+    // what keeps each plugin apart: who its workers run as, their cgroup, config and logins (names only)
+    syncRows($("isolation").tBodies[0], s.plugins.filter((p) => p.isolation && p.isolation.runsAs).map((p) => ({
+      key: p.id,
+      data: { plugin: p.id },
+      cells: [p.id].concat(["runsAs", "cgroup", "config", "database", "cache"].map(
+        (k) => ({ text: p.isolation[k] || "–", className: "wrap" }))),
+    })));
+
     const procs = (s.supervisor ? [{ name: "supervisor", p: s.supervisor }] : [])
       .concat(s.gateways.map((g) => ({ name: g.id, p: g })));
     syncRows($("processes").tBodies[0], procs.map(({ name, p }) => ({
@@ -223,6 +231,7 @@
     })));
     forgetGonePids(s);
     renderTasks();
+    if (window.kernelCharts) window.kernelCharts.update(s); // charts.js: the trends per plugin
   }
 
   function renderTasks() {

@@ -16,8 +16,8 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.edge_settings import CorsSettings
 from kernel.gateway.middleware.errors import send_error
+from kernel.settings import CorsSettings
 
 Header = tuple[bytes, bytes]
 ORIGIN = b"origin"

@@ -1,6 +1,6 @@
 """Security headers on every answer, as helmet sets them, and the operator's extra health headers.
 
-The defaults (``kernel.edge_settings``): Backstage's Content-Security-Policy (``backend.csp``
+The defaults (``kernel.settings.headers``): Backstage's Content-Security-Policy (``backend.csp``
 replaces a directive, ``false`` removes it) and helmet's other headers; ``backend.securityHeaders``
 overrides any of them (a string) or removes it (``false``). ``Strict-Transport-Security`` goes only
 on answers over TLS (``https``, or ``X-Forwarded-Proto: https`` from a trusted proxy).
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.edge_settings import CSP_DIRECTIVES, SECURITY_HEADERS, EdgeSettings
+from kernel.settings import CSP_DIRECTIVES, SECURITY_HEADERS, EdgeSettings
 
 Header = tuple[bytes, bytes]
 HSTS = b"strict-transport-security"

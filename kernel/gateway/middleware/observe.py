@@ -2,8 +2,8 @@
 
 Three features share one pass over the request because each needs the same things (the final
 status, the body size, the time to the end of the answer) and every extra ``send`` wrapper costs
-the hot path: the request id (``kernel.gateway.middleware.requestid``), the access log
-(``kernel.gateway.middleware.accesslog``) and the request metrics (``kernel.metrics.http``), each
+the hot path: the request id (``kernel.gateway.requestid``), the access log
+(``kernel.gateway.accesslog``) and the request metrics (``kernel.metrics.http``), each
 switched on its own (``backend.requestId``, ``backend.accessLog``, ``backend.metrics``). Answers
 with status 500 and above are also noted for the dashboard (``kernel.gateway.recent``).
 
@@ -17,11 +17,9 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel import framework_errors
-from kernel.gateway import recent
-from kernel.gateway.middleware import accesslog, requestid
+from kernel import framework_errors, scope_keys
+from kernel.gateway import accesslog, recent, requestid
 from kernel.gateway.root import HEALTH
-from kernel.gateway.routing import PLUGIN_KEY
 from kernel.logs import REQUEST_ID
 from kernel.metrics.http import RequestMetrics
 
@@ -90,7 +88,7 @@ class ObserveMiddleware:
             seconds = perf_counter() - start
             if self.access_log:
                 accesslog.write(scope, status, size, seconds)
-            plugin_id = scope.get(PLUGIN_KEY)
+            plugin_id = scope.get(scope_keys.PLUGIN)
             if metrics is not None and plugin_id is not None:
                 metrics.observe(plugin_id, status, seconds, received, size)
             if status >= 500 and (plugin_id is not None or not scope["path"].startswith(HEALTH)):  # not probes
@@ -99,7 +97,7 @@ class ObserveMiddleware:
                     scope["path"],
                     status,
                     plugin_id or "-",
-                    scope.get(requestid.SCOPE_KEY, "-"),
+                    scope.get(scope_keys.REQUEST_ID, "-"),
                 )
             if token is not None:
                 REQUEST_ID.reset(token)

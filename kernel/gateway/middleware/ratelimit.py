@@ -16,7 +16,7 @@ The kernel's root endpoints (health, instance metadata) are not limited: a probe
 429.
 
 The counts live in a ``Store``: ``memory`` (each gateway process its own) or ``redis`` (shared by
-every gateway process and instance; ``kernel.gateway.middleware.ratelimit_stores``).
+every gateway process and instance; ``kernel.gateway.ratelimit_stores``).
 
 A store that cannot be reached fails closed by default, as express-rate-limit does: the request
 is a 503 ``ServiceUnavailableError`` (with ``Retry-After``); ``passOnStoreError: true`` lets it
@@ -34,10 +34,10 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel.edge_settings import PluginRateLimit, RateLimitSettings
 from kernel.errors import ServiceUnavailableError, TooManyRequestsError
-from kernel.gateway.routing import ADMISSION_KEY
 from kernel.protocol import Principal
+from kernel.scope_keys import ADMISSION
+from kernel.settings import PluginRateLimit, RateLimitSettings
 
 log = logging.getLogger("kernel.gateway")
 _COUNTED_KEY = "kernel.ratelimit.counted"
@@ -112,7 +112,7 @@ class RateLimitMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        scope[ADMISSION_KEY] = self.admit
+        scope[ADMISSION] = self.admit
         if not self.may_undo or scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -2,13 +2,14 @@
 
 ``kernel.tracing`` installs it through ``kernel_gateway_middleware`` when ``backend.tracing.enabled``
 (so it sits inside the edge: the request id is known, errors are answers by then). The span is
-named ``<METHOD> <mount>/<pluginId>`` (just ``<METHOD>`` when no plugin answers to the path) and
-carries ``http.request.method``, ``url.path``, ``url.scheme``, ``http.route`` (``<mount>/<pluginId>``),
+named ``<METHOD> <plugin path>`` (``<mount>/<pluginId>``, or its ``getPath``; just ``<METHOD>`` when no plugin answers to the path) and
+carries ``http.request.method``, ``url.path``, ``url.scheme``, ``http.route`` (the plugin's path),
 ``network.protocol.version``, ``client.address``, ``http.response.status_code``,
 ``kernel.plugin.id``, ``kernel.principal.type`` and ``kernel.request.id``; its status is an error
 for a 5xx answer or a failure without one. The request goes on with this span's ``traceparent``
 (and ``tracestate``, ``baggage``) in place of the caller's, so the worker's span is its child.
-Requests outside the mount (health, metrics) and WebSockets pass untraced.
+Requests outside the mount (health, metrics; with a ``getPath``, those under ``/.kernel``) and
+WebSockets pass untraced.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kernel import errors
-from kernel.gateway.middleware.requestid import SCOPE_KEY as REQUEST_ID_KEY
-from kernel.gateway.routing import PLUGIN_KEY, PRINCIPAL_KEY
+from kernel import errors, plugin_paths
+from kernel.scope_keys import PLUGIN, PRINCIPAL, REQUEST_ID
 from kernel.tracing.headers import context_of, field_names, with_context
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -37,7 +37,7 @@ class TracingMiddleware:
         self.fields = field_names(self.propagator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix + "/"):
+        if scope["type"] != "http" or not self._traced(scope["path"]):
             await self.app(scope, receive, send)
             return
         parent = context_of(scope["headers"], self.propagator, self.fields)
@@ -72,18 +72,24 @@ class TracingMiddleware:
                 self._finish(span, scope, method, status, failure)
             span.end()
 
+    def _traced(self, path: str) -> bool:
+        """Under the mount; with a ``getPath`` (``kernel.plugin_paths``), anything but the kernel's own endpoints."""
+        if plugin_paths.chosen() is None:
+            return path.startswith(self.prefix + "/")
+        return not path.startswith("/.kernel/")
+
     def _finish(self, span: Any, scope: Scope, method: str, status: int, failure: BaseException | None) -> None:
         attributes: dict[str, Any] = {}
-        plugin_id = scope.get(PLUGIN_KEY)
+        plugin_id = scope.get(PLUGIN)
         if plugin_id:
-            route = f"{self.prefix}/{plugin_id}"
+            route = plugin_paths.path_of(plugin_id, self.prefix)
             span.update_name(f"{method if method in _METHODS else 'HTTP'} {route}")
             attributes["http.route"] = route
             attributes["kernel.plugin.id"] = plugin_id
-        principal = scope.get(PRINCIPAL_KEY)
+        principal = scope.get(PRINCIPAL)
         if principal is not None:
             attributes["kernel.principal.type"] = principal.type
-        request_id = scope.get(REQUEST_ID_KEY)
+        request_id = scope.get(REQUEST_ID)
         if request_id:
             attributes["kernel.request.id"] = request_id
         if status:

@@ -1,0 +1,3 @@
+"""Where operators ask for rollouts and follow them (``kernel rollout`` uses the same)."""
+
+ROLLOUTS = "/.kernel/rollout/v1/rollouts"
