@@ -4,9 +4,9 @@ With PostgreSQL, before it starts a worker, the supervisor (``kernel serve`` han
 connects with the configured login (the kernel's, "admin" here) and, for each plugin:
 
 * creates role ``<prefix><pluginId>`` (database mode: the name of its database) or
-  ``<database>_<pluginId>`` (schema mode), ``LOGIN``, with a password generated now, sent as its
-  SCRAM-SHA-256 verifier (``scram_verifier``: the password is in no statement); a role that
-  exists gets the new password (``ALTER ROLE``): a restart never needs the old one;
+  ``<database>_<pluginId>`` (schema mode), ``LOGIN``, with its password sent as its SCRAM-SHA-256
+  verifier (``scram_verifier``: the password is in no statement); a role that exists gets it anew
+  (``ALTER ROLE``);
 * database mode: creates the plugin's database if missing, makes the role its owner and the owner of
   every table, view and sequence in it (those an earlier kernel made with the shared login), and
   revokes ``CONNECT`` and ``TEMPORARY`` from ``PUBLIC``: another plugin's role is refused by
@@ -16,8 +16,12 @@ connects with the configured login (the kernel's, "admin" here) and, for each pl
   ``PUBLIC`` ("permission denied for schema").
 
 Each worker then gets its plugin's login in place of the kernel's (``kernel.config.scoping``, its
-``login``): the kernel's password never reaches a worker. The passwords live in the supervisor's
-memory only: nothing to keep safe at rest; a restarted kernel sets new ones before its workers start.
+``login``): the kernel's password never reaches a worker. A role's password is an HMAC of its name
+under a random secret the first kernel keeps on the server (table ``kernel_roles.secret`` in the
+database the kernel's login connects to, ``PUBLIC`` refused): every kernel sharing the server gets the
+same passwords, so one kernel starting never locks out another's workers (a cluster shares the
+plugins' databases). Deleting that row rotates every password at the next start of the kernels.
+Plugins are made one at a time under one advisory lock, so kernels starting together wait for each other.
 The passwords matter only when ``pg_hba.conf`` asks for them (``scram-sha-256``); with ``trust`` any
 local role logs in without one, and the privileges above are what keeps plugins apart.
 
@@ -52,6 +56,8 @@ WHERE c.relkind::text = ANY($1::text[]) AND pg_get_userbyid(c.relowner) <> $2
   AND ($3::text IS NULL OR n.nspname = $3)
 ORDER BY c.relkind = 'S', n.nspname, c.relname
 """
+#: where the secret the roles' passwords derive from is kept (a plugin id has no ``_``: no plugin's schema)
+_SECRET_SCHEMA = "kernel_roles"
 
 
 def role_name(settings: DatabaseSettings, plugin_id: str) -> str:
@@ -106,21 +112,37 @@ def _admin_db(settings: DatabaseSettings, database: str) -> str:
     return configured if configured and configured != database else "postgres"
 
 
-async def _set_role(conn: Any, role: str, password: str) -> None:
-    from kernel_services.database_postgres import advisory_key
+async def _role_password(conn: Any, role: str) -> str:
+    """``role``'s password: an HMAC of its name under the secret kept on the server (made by the first
+    kernel to ask; the caller holds the provisioning lock)."""
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_SECRET_SCHEMA}")
+    await conn.execute(f"REVOKE ALL ON SCHEMA {_SECRET_SCHEMA} FROM PUBLIC")
+    await conn.execute(f"CREATE TABLE IF NOT EXISTS {_SECRET_SCHEMA}.secret (secret bytea NOT NULL)")
+    secret = await conn.fetchval(f"SELECT secret FROM {_SECRET_SCHEMA}.secret LIMIT 1")
+    if secret is None:
+        secret = secrets.token_bytes(32)
+        await conn.execute(f"INSERT INTO {_SECRET_SCHEMA}.secret VALUES ($1)", secret)
+    digest = hmac.new(bytes(secret), f"kernel plugin role:{role}".encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"kernel_role:{role}"))
+
+async def _set_role(conn: Any, role: str) -> str:
+    """``role`` made or altered, given its password; the password."""
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    verb = "ALTER" if exists else "CREATE"
+    await conn.execute(f"{verb} ROLE {pg_ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        await conn.execute(f"GRANT {pg_ident(role)} TO CURRENT_USER")  # to give it what the kernel owns
     try:
-        literal = "'" + scram_verifier(password).replace("'", "''") + "'"  # never the password itself
-        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-        verb = "ALTER" if exists else "CREATE"
-        await conn.execute(
-            f"{verb} ROLE {pg_ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {literal}"
-        )
-        if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-            await conn.execute(f"GRANT {pg_ident(role)} TO CURRENT_USER")  # to give it what the kernel owns
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key(f"kernel_role:{role}"))
+        password = await _role_password(conn, role)
+    except Exception as exc:
+        where = await conn.fetchval("SELECT current_database()")
+        raise ConfigError(
+            f"cannot keep the roles' secret in schema {_SECRET_SCHEMA} of database '{where}': {exc}"
+        ) from exc
+    literal = "'" + scram_verifier(password).replace("'", "''") + "'"  # never the password itself
+    await conn.execute(f"ALTER ROLE {pg_ident(role)} WITH PASSWORD {literal}")
+    return password
 
 
 async def _hand_over(conn: Any, role: str, schema: str | None) -> None:
@@ -133,7 +155,8 @@ async def _hand_over(conn: Any, role: str, schema: str | None) -> None:
             )
 
 
-async def _provision(settings: DatabaseSettings, plugin_id: str, role: str, password: str) -> None:
+async def _provision(settings: DatabaseSettings, plugin_id: str, role: str) -> str:
+    """``plugin_id``'s role, database or schema made (see the module doc); its password."""
     import asyncpg  # only when PostgreSQL is configured
 
     from kernel_services.database_postgres import _ensure_database, advisory_key
@@ -144,26 +167,33 @@ async def _provision(settings: DatabaseSettings, plugin_id: str, role: str, pass
     await _ensure_database(args, database, admin_db)
     conn = await asyncpg.connect(**{**args, "database": admin_db}, timeout=10)
     try:
-        await _set_role(conn, role, password)
+        # one lock for every kernel's roles, held until the plugin is done: a catalog row two kernels alter
+        # at once (the shared database's grants, say) fails in one of them ("tuple concurrently updated");
+        # the lock goes with the connection, whatever happens
+        await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(_SECRET_SCHEMA))
+        password = await _set_role(conn, role)
         if settings.division == "database":
             await conn.execute(f"ALTER DATABASE {pg_ident(database)} OWNER TO {pg_ident(role)}")
             await conn.execute(f"REVOKE CONNECT, TEMPORARY ON DATABASE {pg_ident(database)} FROM PUBLIC")
         else:
             await conn.execute(f"GRANT CONNECT ON DATABASE {pg_ident(database)} TO {pg_ident(role)}")
+        await _own_contents(args, database, role, plugin_id if settings.division == "schema" else None)
     finally:
         await conn.close()
+    return password
+
+
+async def _own_contents(args: dict[str, Any], database: str, role: str, schema: str | None) -> None:
+    """In ``database``: ``schema`` made (schema mode) and, with what is in it, handed to ``role``."""
+    import asyncpg  # only when PostgreSQL is configured
+
     conn = await asyncpg.connect(**{**args, "database": database}, timeout=10)
     try:
-        if settings.division == "schema":
-            schema = pg_ident(plugin_id)
-            await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
-            try:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {pg_ident(role)}")
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key(f"kernel_schema:{plugin_id}"))
-            await conn.execute(f"ALTER SCHEMA {schema} OWNER TO {pg_ident(role)}")
-            await conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
-        await _hand_over(conn, role, plugin_id if settings.division == "schema" else None)
+        if schema is not None:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_ident(schema)} AUTHORIZATION {pg_ident(role)}")
+            await conn.execute(f"ALTER SCHEMA {pg_ident(schema)} OWNER TO {pg_ident(role)}")
+            await conn.execute(f"REVOKE ALL ON SCHEMA {pg_ident(schema)} FROM PUBLIC")
+        await _hand_over(conn, role, schema)
     finally:
         await conn.close()
 
@@ -225,9 +255,9 @@ async def plugin_logins(config: ConfigReader, plugin_ids: list[str]) -> dict[str
         return {}
     logins: dict[str, dict[str, Any]] = {}
     for pid, settings in plugins.items():
-        role, password = role_name(settings, pid), secrets.token_urlsafe(32)
+        role = role_name(settings, pid)
         try:
-            await _provision(settings, pid, role, password)
+            password = await _provision(settings, pid, role)
         except Exception as exc:  # any failure: no worker may start with the kernel's login instead
             raise ConfigError(f"cannot make the PostgreSQL role of plugin '{pid}' ({role}): {exc}") from exc
         logins[pid] = _login(config, pid, settings, password)
@@ -236,8 +266,8 @@ async def plugin_logins(config: ConfigReader, plugin_ids: list[str]) -> dict[str
     return logins
 
 
-#: what ``kernel config visible`` shows of a plugin's password: the supervisor makes it at each start
-PLANNED_PASSWORD = "<generated by the kernel at each start>"
+#: what ``kernel config visible`` shows of a plugin's password (``_role_password``)
+PLANNED_PASSWORD = "<derived by the kernel from the secret it keeps on the server>"
 
 
 async def planned_login(config: ConfigReader, plugin_id: str) -> tuple[dict[str, Any], str]:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kernel.testing import KernelProcess, make_package
-from kernel_services.database_roles import scram_verifier
+from kernel_services.database_roles import plugin_logins, scram_verifier
 from tests.services.conftest import AUTH, PG_HOST, kernel_config, pg_fetch, unique_name
 from tests.services.test_database import NOTES
 
@@ -237,3 +237,38 @@ def test_a_roles_password_is_sent_as_the_verifier_postgresql_itself_would_store(
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert scram_verifier(password, salt) == stored
     assert scram_verifier(password + "x", salt) != stored
+
+
+async def _two_kernels_make_the_logins(config: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+    from kernel.config import Config
+
+    reader = Config.from_dict(config)
+    return list(await asyncio.gather(*(plugin_logins(reader, ["notes", "spy"]) for _ in range(2))))
+
+
+def test_kernels_sharing_a_server_make_the_roles_at_once_and_agree_on_their_passwords() -> None:
+    """Two supervisors making the same roles at the same moment both succeed (no "tuple concurrently
+    updated") and give each plugin the same password, the one PostgreSQL holds: one kernel starting
+    never locks out the other's workers. The secret they derive from is closed to the plugins' roles."""
+    prefix = unique_name() + "_"
+    config = kernel_config(database={"client": "pg", "connection": _admin(), "prefix": prefix})
+    one, two = asyncio.run(_two_kernels_make_the_logins(config))
+    for pid in ("notes", "spy"):
+        login = one[pid]["backend.database.connection"]
+        assert login == two[pid]["backend.database.connection"]
+        assert login["user"] == prefix + pid and login["password"] not in ("", ADMIN_PASSWORD)
+        stored = asyncio.run(pg_fetch("test", "SELECT rolpassword FROM pg_authid WHERE rolname = $1", login["user"]))
+        salt = base64.b64decode(stored[0]["rolpassword"].split("$")[1].split(":")[1])
+        assert scram_verifier(login["password"], salt) == stored[0]["rolpassword"]
+
+    async def read_secret_as(user: str) -> str:
+        conn = await asyncpg.connect(host=PG_HOST, user=user, database="test")
+        try:
+            await conn.fetch("SELECT secret FROM kernel_roles.secret")
+        except asyncpg.PostgresError as exc:
+            return str(exc)
+        finally:
+            await conn.close()
+        return "read"
+
+    assert asyncio.run(read_secret_as(prefix + "spy")) == "permission denied for schema kernel_roles"
