@@ -26,7 +26,6 @@ metrics files take a number the launcher gives instead (``METRICS_ID_ENV``). The
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import shutil
 import signal
@@ -39,6 +38,7 @@ from pathlib import Path
 from kernel.config import ConfigError
 from kernel.metrics.files import ID_ENV
 from kernel.settings.workers import WorkerSettings
+from kernel.supervisor.sources import places_of
 
 #: the worker's metrics files are named by this number, not its pid (the same in every pid namespace)
 METRICS_ID_ENV = ID_ENV
@@ -122,16 +122,7 @@ def import_roots(entry_points: Iterable[str]) -> list[str]:
     }
     roots: list[str] = [*sys.path]
     for top in sorted(t for t in tops if t):
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            continue
-        if spec is None:
-            continue
-        if spec.submodule_search_locations:
-            roots.extend(spec.submodule_search_locations)
-        elif spec.origin:
-            roots.append(os.path.dirname(spec.origin))
+        roots.extend(p if os.path.isdir(p) else os.path.dirname(p) for p in places_of(top))
     return [r for r in dict.fromkeys(os.path.abspath(r) for r in roots if r) if os.path.isdir(r)]
 
 

@@ -36,18 +36,23 @@ def source_roots(entry: PluginEntry) -> list[Path]:
     modules = [entry.module, *(_module_of(m.entry_point) for m in entry.modules)]
     roots: list[Path] = []
     for top in dict.fromkeys(m.split(".")[0] for m in modules):
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            continue
-        if spec is None:
-            continue
-        places = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
-        for place in places:
+        for place in places_of(top):
             path = Path(place).resolve()
             if not any(path.is_relative_to(d) for d in installed) and path not in roots:
                 roots.append(path)
     return roots
+
+
+def places_of(top: str) -> list[str]:
+    """Where top-level module ``top`` lives, found without importing it: its package's folders, or its
+    file; nothing when it cannot be found."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    return list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
 
 
 def _module_of(entry_point: str) -> str:
