@@ -124,8 +124,9 @@ def test_a_read_only_directory_makes_writes_503_and_writable_again_serves_them(
 ) -> None:
     assert client.post("/entries", params={"body": "kept"}).status_code == 200
     old = client.get("/entries").json()
+    dead = psutil.Process(old["pid"])  # before the kill: the supervisor may reap it before this line runs
     os.kill(old["pid"], signal.SIGKILL)
-    psutil.wait_procs([psutil.Process(old["pid"])], timeout=10)
+    psutil.wait_procs([dead], timeout=10)
     remounted = wait_for(lambda: _mount("-o", "remount,ro", str(data_dir)).returncode == 0, 2, "the tmpfs stayed busy")
     assert remounted
 

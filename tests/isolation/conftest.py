@@ -6,6 +6,7 @@ the test, also when it fails; the ``default`` user is never touched.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,9 +109,11 @@ def cgroup_dirs(name: str) -> list[Path]:
     """The kernel subtrees ``<name>-<pid>`` left anywhere under the cgroup mounts (none, once a kernel stopped)."""
     found: list[Path] = []
     for root in CGROUP_ROOTS:
-        for directory in root.rglob(f"{name}-*") if root.is_dir() else ():
-            if directory.is_dir() and directory.name.removeprefix(f"{name}-").isdigit():
-                found.append(directory)
+        # os.walk, not rglob: other tests' kernels remove their groups while this walks (a folder gone is skipped)
+        for parent, folders, _ in os.walk(root):
+            for folder in folders:
+                if folder.startswith(f"{name}-") and folder.removeprefix(f"{name}-").isdigit():
+                    found.append(Path(parent, folder))
     return found
 
 
