@@ -9,6 +9,7 @@ SCENARIOS = (
     "hello",
     "hello-composed",
     "observability",
+    "isolation",
     "remote",
     "metrics-scrape",
     "auth",

@@ -37,6 +37,9 @@ scenarios: {", ".join(SCENARIOS)}
             process, the bench plugin behind the in-memory transport: the stack without the hop
   observability  hello on two kernels side by side, access log, request ids and metrics on (the
             defaults, hello-observed) and off (hello-quiet), runs alternating: the cost (target >= 0.95)
+  isolation hello on two kernels side by side, every worker sandboxed (bwrap), in a cgroup of its
+            plugin's and with its scoped config (hello-isolated), and none of it (hello-open), runs
+            alternating: the cost (target >= 0.95) and each kernel's total PSS
   remote    hello through a worker joined over tcp:// with CurveZMQ (kernel worker --join) against
             a local worker over ipc://, two kernels side by side, runs alternating: the ratio
             (target >= 0.8) and the cost of the hop per request

@@ -2,8 +2,7 @@
 
 Two kernels serve the bench plugin side by side: one with the production defaults
 (``backend.accessLog``, ``backend.requestId`` and ``backend.metrics`` on) and one with the three
-off; the load alternates between them (quiet, observed, quiet, observed...) so that drift of the
-machine falls on both alike. Rows ``hello-quiet`` and ``hello-observed``; the second's ratio is
+off; the load alternates between them (``kernel_benchmarks.side_by_side``). Rows ``hello-quiet`` and ``hello-observed``; the second's ratio is
 its req/s over the first's (issue 11's target: at least 0.95).
 """
 
@@ -13,52 +12,21 @@ import statistics
 import time
 import urllib.request
 
-from kernel_benchmarks.loadgen import Load, LoadResult
-from kernel_benchmarks.procs import BENCH_PLUGIN, KernelSetup, installed_plugins
-from kernel_benchmarks.rows import Row, check, new_row
+from kernel_benchmarks.procs import KernelSetup, installed_plugins
+from kernel_benchmarks.rows import Row, new_row
 from kernel_benchmarks.scenario import Bench
+from kernel_benchmarks.side_by_side import Side, side_by_side
 
 QUIET = {"accessLog": {"enabled": False}, "requestId": {"enabled": False}, "metrics": {"enabled": False}}
 
 
 def observability_rows(bench: Bench, server: str) -> list[Row]:
-    o = bench.o
-    with (
-        bench.kernel(KernelSetup(server, config={"backend": QUIET})) as quiet,
-        bench.kernel(KernelSetup(server)) as observed,
-    ):
-        kernels = {"hello-quiet": quiet, "hello-observed": observed}
-        loads = {name: Load(f"{k.url}/api/{BENCH_PLUGIN}/hello") for name, k in kernels.items()}
-        results: dict[str, list[LoadResult]] = {name: [] for name in kernels}
-        for load in loads.values():
-            check(load)
-            if o.warmup > 0:
-                bench.gen.run(load, duration=o.warmup, connections=o.connections)
-        for _ in range(o.runs):
-            for name, load in loads.items():
-                results[name].append(bench.gen.run(load, duration=o.duration, connections=o.connections))
-    rows = []
-    for name, runs in results.items():
-        rps = statistics.median(r.rps for r in runs)
-        rows.append(
-            new_row(
-                name,
-                server,
-                "1gw/1wk",
-                rps=round(rps),
-                p50_ms=round(statistics.median(r.p50_ms for r in runs), 2),
-                p99_ms=round(statistics.median(r.p99_ms for r in runs), 2),
-                errors=sum(r.errors for r in runs),
-                seconds=round(statistics.median(r.seconds for r in runs), 2),
-                loadgen=bench.gen.name,
-                note="access log, request ids, metrics " + ("off" if name == "hello-quiet" else "on (defaults)"),
-            )
-        )
-    quiet_row, observed_row = rows
-    if quiet_row["rps"]:
-        observed_row["ratio"] = round(observed_row["rps"] / quiet_row["rps"], 3)
-        observed_row["ratio_of"] = "hello-quiet rps"
-    return rows
+    return side_by_side(
+        bench,
+        server,
+        Side("hello-quiet", {"backend": QUIET}, "access log, request ids, metrics off"),
+        Side("hello-observed", {}, "access log, request ids, metrics on (defaults)"),
+    )
 
 
 def scrape_rows(bench: Bench, server: str) -> list[Row]:

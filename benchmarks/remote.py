@@ -26,10 +26,10 @@ from pathlib import Path
 import zmq
 
 from kernel.transport.curve import ClientKeys, CurveServer, generate
-from kernel_benchmarks.loadgen import Load, LoadResult
 from kernel_benchmarks.procs import BENCH_PLUGIN, KernelSetup
-from kernel_benchmarks.rows import Row, check, new_row
+from kernel_benchmarks.rows import Row, new_row
 from kernel_benchmarks.scenario import Bench
+from kernel_benchmarks.side_by_side import alternate
 
 #: the hop rows: a frame about the size of a small request's head, round trips measured and warm-up
 HOP_FRAME = 512
@@ -89,7 +89,7 @@ def remote_rows(bench: Bench, server: str) -> list[Row]:
         try:
             curve.wait_ready(90)  # every plugin has a worker: the bench plugin's joined
             hello = f"{curve.url}/api/{BENCH_PLUGIN}/hello"
-            results = _alternate(bench, {"hello-ipc": f"{ipc.url}/api/{BENCH_PLUGIN}/hello", "hello-curve": hello})
+            results = alternate(bench, {"hello-ipc": f"{ipc.url}/api/{BENCH_PLUGIN}/hello", "hello-curve": hello})
         finally:
             worker.terminate()  # it asks to leave, drains, exits 0
             try:
@@ -180,17 +180,3 @@ def _hop_rows(keys: Path, server: str) -> list[Row]:
         )
         for name, us in timings.items()
     ]  # fmt: skip
-
-
-def _alternate(bench: Bench, urls: dict[str, str]) -> dict[str, list[LoadResult]]:
-    o = bench.o
-    loads = {name: Load(url) for name, url in urls.items()}
-    results: dict[str, list[LoadResult]] = {name: [] for name in loads}
-    for load in loads.values():
-        check(load)
-        if o.warmup > 0:
-            bench.gen.run(load, duration=o.warmup, connections=o.connections)
-    for _ in range(o.runs):
-        for name, load in loads.items():
-            results[name].append(bench.gen.run(load, duration=o.duration, connections=o.connections))
-    return results

@@ -121,6 +121,15 @@ def _find(rows: list[Row], server: str, scenario: str, variant: str | None = Non
     return None
 
 
+#: rows whose ``ratio`` has a target: (row, what it measures, the least ratio, what the ratio is over)
+_RATIO_TARGETS = (
+    ("ws-echo", "ws-echo", 0.8, "in-process WebSocket msgs/s"),
+    ("hello-observed", "hello with access log, request ids, metrics", 0.95, "without"),
+    ("hello-isolated", "hello with every plugin isolated", 0.95, "without"),
+    ("hello-curve", "hello through a remote worker over tcp+CURVE", 0.8, "over ipc"),
+)
+
+
 def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for every target the rows can speak to."""
     out: list[tuple[str, str, bool]] = []
@@ -141,29 +150,10 @@ def targets(rows: list[Row]) -> list[tuple[str, str, bool]]:
         if plugin_token and auth and plugin_token["rps"] and auth["rps"]:
             rel = plugin_token["rps"] / auth["rps"]
             out.append((f"{server}: plugin token within 10% of static token", f"{rel:.3f}x auth", rel >= 0.9))
-        ws = _find(rows, server, "ws-echo")
-        if ws and ws["ratio"] is not None:
-            out.append(
-                (f"{server}: ws-echo >= 0.8x in-process WebSocket msgs/s", f"{ws['ratio']:.2f}x", ws["ratio"] >= 0.8)
-            )
-        observed = _find(rows, server, "hello-observed")
-        if observed and observed["ratio"] is not None:
-            out.append(
-                (
-                    f"{server}: hello with access log, request ids, metrics >= 0.95x without",
-                    f"{observed['ratio']:.3f}x",
-                    observed["ratio"] >= 0.95,
-                )
-            )
-        curve = _find(rows, server, "hello-curve")
-        if curve and curve["ratio"] is not None:
-            out.append(
-                (
-                    f"{server}: hello through a remote worker over tcp+CURVE >= 0.8x over ipc",
-                    f"{curve['ratio']:.2f}x",
-                    curve["ratio"] >= 0.8,
-                )
-            )
+        for scenario, what, need, of in _RATIO_TARGETS:
+            row = _find(rows, server, scenario)
+            if row and row["ratio"] is not None:
+                out.append((f"{server}: {what} >= {need}x {of}", f"{row['ratio']:.3f}x", row["ratio"] >= need))
         scrape = _find(rows, server, "metrics-scrape")
         if scrape and scrape["p99_ms"] is not None:
             out.append(

@@ -17,6 +17,7 @@ from kernel_benchmarks.basic import (
     recovery_rows,
     startup_rows,
 )
+from kernel_benchmarks.isolation import isolation_rows
 from kernel_benchmarks.memory import memory_rows
 from kernel_benchmarks.observability import observability_rows, scrape_rows
 from kernel_benchmarks.options import Options
@@ -37,6 +38,7 @@ REGISTRY: dict[str, Scenario] = {
     "hello": Scenario(hello_row, _hello_variants),  # once per (gateways, replicas)
     "hello-composed": Scenario(composed_row),
     "observability": Scenario(observability_rows),
+    "isolation": Scenario(isolation_rows),
     "remote": Scenario(remote_rows),
     "metrics-scrape": Scenario(scrape_rows),
     "auth": Scenario(auth_rows),

@@ -197,6 +197,20 @@ def test_ratios_and_targets() -> None:
     assert "MISS  uvicorn: hello p99 <= 2x baseline p99" in text and "issue" not in text.lower()
 
 
+def test_side_by_side_targets() -> None:
+    """The second kernel of a pair carries its ratio to the first (``side_by_side``); the targets read it."""
+    rows = [
+        new_row("hello-quiet", "auto", "1gw/1wk", rps=1000),
+        new_row("hello-observed", "auto", "1gw/1wk", rps=960, ratio=0.96, ratio_of="hello-quiet rps"),
+        new_row("hello-open", "auto", "1gw/1wk", rps=1000, pss_mb=200.0),
+        new_row("hello-isolated", "auto", "1gw/1wk", rps=900, ratio=0.9, ratio_of="hello-open rps", pss_mb=320.0),
+    ]
+    met = {t: ok for t, _, ok in targets(rows)}
+    assert met["auto: hello with access log, request ids, metrics >= 0.95x without"] is True
+    assert met["auto: hello with every plugin isolated >= 0.95x without"] is False
+    assert "320" in table(rows)
+
+
 def test_proxy_ratios_and_targets() -> None:
     rows = [
         new_row("baseline", "hypercorn", rps=6000, p99_ms=8.0),

@@ -15,6 +15,7 @@ so that ``backend.logging.level: warn`` quiets diagnostics, not the access log.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import time
@@ -35,6 +36,15 @@ def prepare() -> None:
     template = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
     _RECORD.update(template.__dict__)
     _STARTED[0] = template.created - template.relativeCreated / 1000  # logging's start, as it counts
+    if not _STARTED[1]:
+        _STARTED[1] = 1.0
+        atexit.register(_flush_at_exit)  # the lines of the last FLUSH_DELAY seconds
+
+
+def _flush_at_exit() -> None:
+    handler = _kernel_handler()
+    if _pending and handler is not None:
+        _flush(handler)
 
 
 def write(scope: Scope, status: int, size: int, seconds: float) -> None:
@@ -63,7 +73,7 @@ def write(scope: Scope, status: int, size: int, seconds: float) -> None:
     _pending.append(line + handler.terminator)
     if len(_pending) == 1:
         try:
-            asyncio.get_running_loop().call_soon(_flush, handler)
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, _flush, handler)
         except RuntimeError:  # no event loop: write it now
             _flush(handler)
 
@@ -76,7 +86,10 @@ def _printable(path: str) -> str:
 
 
 _PID = os.getpid()
-_pending: list[str] = []  # lines made during this turn of the event loop, written at its end
+#: seconds a line waits for the ones after it: one write per batch, not per turn of the event loop (each
+#: write wakes the supervisor, which relays it: per line, that cost more than making the line)
+FLUSH_DELAY = 0.05
+_pending: list[str] = []  # lines made in the last FLUSH_DELAY seconds, written together
 
 
 def _flush(handler: logging.StreamHandler[Any]) -> None:
@@ -114,7 +127,7 @@ def _kernel_handler() -> logging.StreamHandler[Any] | None:
 
 #: the attributes every access record shares (logger, level, process, thread...), taken once
 _RECORD: dict[str, object] = {}
-_STARTED = [0.0]
+_STARTED = [0.0, 0.0]  # logging's start; whether the flush at exit is registered
 
 
 def _record(message: str, fields: dict[str, object]) -> logging.LogRecord:

@@ -176,15 +176,12 @@ class LogRelay:
         buf = source.partial
         buf += data
         end = buf.rfind(b"\n")
-        lines: list[bytes] = []
-        if end >= 0:
-            lines = [line + b"\n" for line in bytes(buf[:end]).split(b"\n")]
+        if end >= 0:  # the whole lines, as one block: split only when some must be dropped
+            self._lines(source.plugin_id, bytes(buf[: end + 1]))
             del buf[: end + 1]
         while len(buf) >= MAX_LINE:  # a line too long to wait for its end: cut it
-            lines.append(bytes(buf[:MAX_LINE]) + b"\n")
+            self._lines(source.plugin_id, bytes(buf[:MAX_LINE]) + b"\n")
             del buf[:MAX_LINE]
-        if lines:
-            self._lines(source.plugin_id, lines)
         return True
 
     def _forget(self, fd: int) -> None:
@@ -192,20 +189,22 @@ class LogRelay:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
         if source.partial:  # its last line, unfinished
-            self._lines(source.plugin_id, [bytes(source.partial) + b"\n"])
+            self._lines(source.plugin_id, bytes(source.partial) + b"\n")
 
-    def _lines(self, plugin_id: str, lines: list[bytes]) -> None:
-        passed = lines
+    def _lines(self, plugin_id: str, block: bytes) -> None:
+        """Relay ``block`` (whole lines) within ``plugin_id``'s rate; the kernel's own are not limited."""
+        count = block.count(b"\n")
+        passed = count
         if plugin_id != KERNEL:
             bucket = self._buckets.get(plugin_id)
             if bucket is None:
                 bucket = self._buckets[plugin_id] = TokenBucket(self.settings.rate_of(plugin_id))
-            granted = bucket.take(time.monotonic(), len(lines))
-            if granted < len(lines):
-                passed = lines[:granted]
-                self.dropped[plugin_id, "rate"] += len(lines) - len(passed)
-        if passed and not self._output.offer(b"".join(passed)):
-            self.dropped[plugin_id, "backlog"] += len(passed)
+            passed = bucket.take(time.monotonic(), count)
+            if passed < count:
+                self.dropped[plugin_id, "rate"] += count - passed
+                block = b"".join(line + b"\n" for line in block.split(b"\n")[:passed])
+        if passed and not self._output.offer(block):
+            self.dropped[plugin_id, "backlog"] += passed
 
     def write(self, text: str) -> None:
         """Kernel lines (the supervisor's own log): through the same buffer, never blocking."""
