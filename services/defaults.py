@@ -24,6 +24,7 @@ from kernel_services.cache import CacheSettings
 from kernel_services.discovery import DiscoveryEndpoint
 from kernel_services.permissions import PermissionSettings
 from kernel_services.url_reader import ReadingSettings, fetch_readers
+from kernel_services.url_reader_git import Integration, git_readers
 
 MODULES = (
     "kernel_services.logger",
@@ -59,12 +60,14 @@ def kernel_credential_verifiers(config: RootConfig) -> Sequence[CredentialVerifi
 
 @hookimpl
 def kernel_config_schemas() -> Mapping[str, Any]:
-    """``backend.cache``, ``backend.auditor``, ``discovery.endpoints``, ``permission``; ``backend.database`` is
-    checked when opened."""
+    """``backend.cache``, ``backend.auditor``, ``backend.reading``, ``integrations.github`` and ``.gitlab``,
+    ``discovery.endpoints``, ``permission``; ``backend.database`` is checked when opened."""
     return {
         "backend.cache": CacheSettings,
         "backend.auditor": AuditorSettings,
         "backend.reading": ReadingSettings,
+        "integrations.github": list[Integration],
+        "integrations.gitlab": list[Integration],
         "discovery.endpoints": list[DiscoveryEndpoint],
         "permission": PermissionSettings,
     }
@@ -84,5 +87,6 @@ def kernel_http_router_options() -> HttpRouterOptions:
 
 @hookimpl
 def kernel_url_readers(config: RootConfig) -> Sequence[UrlReaderEntry]:
-    """The plain HTTP(S) reader of the hosts and paths ``backend.reading.allow`` lists."""
-    return fetch_readers(config)
+    """The readers of ``integrations.github`` and ``integrations.gitlab`` (github.com and gitlab.com always),
+    then the plain HTTP(S) reader of the hosts and paths ``backend.reading.allow`` lists."""
+    return [*git_readers(config), *fetch_readers(config)]

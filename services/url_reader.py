@@ -15,7 +15,7 @@ or none when it is not there), as the reference system's does.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -42,7 +42,15 @@ from kernel.api import (
     read_section,
 )
 
-__all__ = ["FetchUrlReader", "ReadingAllow", "ReadingSettings", "UrlReaders", "fetch_readers"]
+__all__ = [
+    "FetchUrlReader",
+    "ReadingAllow",
+    "ReadingSettings",
+    "UrlReaders",
+    "fetch_readers",
+    "http_get",
+    "last_modified",
+]
 
 TIMEOUT = 30.0
 MAX_BYTES = 64 * 1024 * 1024
@@ -112,13 +120,45 @@ def _allows(entry: ReadingAllow) -> Callable[[str], bool]:
     return allows
 
 
-def _last_modified(value: str | None) -> datetime | None:
+def last_modified(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
         return parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+
+
+async def http_get(url: str, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+    """Status, headers and body (``MAX_BYTES`` at most) of a GET; a failure to connect or read, or a
+    body over the bound, is ``ServiceUnavailableError`` naming the URL."""
+    import aiohttp  # here: a worker that never reads a URL never loads an HTTP client
+
+    try:
+        async with (
+            aiohttp.ClientSession() as http,  # reads are rare: no pool to keep (and close) per plugin
+            http.get(url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as answer,
+        ):
+            content = await answer.content.read(MAX_BYTES + 1) if answer.status < 300 else b""
+            if len(content) > MAX_BYTES:
+                raise ServiceUnavailableError(f"could not read {url}: over {MAX_BYTES} bytes")
+            return answer.status, answer.headers, content
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"Unable to read {url}, {type(exc).__name__}: {exc}") from None
+
+
+async def fetch(url: str, headers: Mapping[str, str], what: str | None = None) -> tuple[Mapping[str, str], bytes]:
+    """Headers and body of a GET answered 2xx; a 304 is ``NotModifiedError``, a 404 ``NotFoundError``, any
+    other answer ``ServiceUnavailableError``, each naming ``what`` (the URL the caller was asked for)."""
+    what = what or url
+    status, answer, content = await http_get(url, headers)
+    if status == 304:
+        raise NotModifiedError(f"{what} has not changed")
+    if status == 404:
+        raise NotFoundError(f"could not read {what}, 404 Not Found")
+    if status >= 300:
+        raise ServiceUnavailableError(f"could not read {what}, {status}")
+    return answer, content
 
 
 class FetchUrlReader:
@@ -130,27 +170,8 @@ class FetchUrlReader:
             headers["If-None-Match"] = etag
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        import aiohttp  # here: a worker that never reads a URL never loads an HTTP client
-
-        try:
-            async with (
-                aiohttp.ClientSession() as http,  # reads are rare: no pool to keep (and close) per plugin
-                http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as answer,
-            ):
-                if answer.status == 304:
-                    raise NotModifiedError(f"{url} has not changed")
-                if answer.status == 404:
-                    raise NotFoundError(f"could not read {url}, 404 {answer.reason}")
-                if answer.status >= 300:
-                    raise ServiceUnavailableError(f"could not read {url}, {answer.status} {answer.reason}")
-                content = await answer.content.read(MAX_BYTES + 1)
-                if len(content) > MAX_BYTES:
-                    raise ServiceUnavailableError(f"could not read {url}: over {MAX_BYTES} bytes")
-                return ReadUrlResponse(
-                    content, answer.headers.get("ETag"), _last_modified(answer.headers.get("Last-Modified"))
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServiceUnavailableError(f"Unable to read {url}, {type(exc).__name__}: {exc}") from None
+        answer, content = await fetch(url, headers)
+        return ReadUrlResponse(content, answer.get("ETag"), last_modified(answer.get("Last-Modified")))
 
     async def read_tree(self, url: str, *, etag: str | None = None) -> ReadTreeResponse:
         raise NotImplementedError("FetchUrlReader does not implement readTree")

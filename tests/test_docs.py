@@ -264,10 +264,23 @@ def _by_cost() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def page_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[PageRun]]]:
-    """Every page's run, two at a time (the pages are independent), started at the first test that asks."""
+def page_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[PageRun]]]:
+    """The run of every page whose test was selected, two at a time (the pages are independent), started at
+    the first test that asks, in the order the tests wait for them (``_by_cost``): each test then waits
+    about as long as its own page takes, never behind pages it does not need."""
+    chosen = {
+        item.callspec.params["page"]
+        for item in request.session.items
+        if item.name.startswith("test_the_blocks_of_each_page_run[") and hasattr(item, "callspec")
+    }
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {page: pool.submit(_run_page, page, tmp_path_factory.mktemp(Path(page).stem)) for page in _by_cost()}
+        runs = {
+            page: pool.submit(_run_page, page, tmp_path_factory.mktemp(Path(page).stem))
+            for page in _by_cost()
+            if page in chosen
+        }
         yield runs
         for future in runs.values():
             future.cancel()
@@ -283,7 +296,7 @@ def _outcomes(report: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-@pytest.mark.parametrize("page", RUN_PAGES)
+@pytest.mark.parametrize("page", _by_cost())
 def test_the_blocks_of_each_page_run(page: str, page_runs: dict[str, Future[PageRun]]) -> None:
     run = page_runs[page].result()
     assert run.returncode == 0, f"{page}: the blocks written to {run.folder}:\n{run.files}\n\n{run.output}"
