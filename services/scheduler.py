@@ -330,8 +330,11 @@ class TaskScheduler:
         instruments.task_run(self.plugin_id, task.id, task.ended_at - task.started_at, failed=error is not None)
         return error
 
+    # The loops end when the scheduler stops, not only when cancelled: on Python 3.11, ``asyncio.wait_for``
+    # swallows a cancellation that arrives as the task's run ends (fixed in 3.12), so ``stop`` could wait for
+    # ever on a loop that went on.
     async def _local_loop(self, task: _Task) -> None:
-        while True:
+        while not self._stopping:
             if not task.triggered:
                 wait = None if task.next_run_at is None else task.next_run_at - time.time()
                 if wait is None or wait > 0:
@@ -343,7 +346,7 @@ class TaskScheduler:
             task.next_run_at = task.cadence.next(due, time.time())
 
     async def _global_loop(self, task: _Task, store: TaskStore) -> None:
-        while True:
+        while not self._stopping:
             try:
                 wait = await self._global_step(task, store)
             except asyncio.CancelledError:
@@ -351,7 +354,8 @@ class TaskScheduler:
             except Exception:  # a database hiccup must not end the loop
                 self._logger.exception(f"task {task.id}: scheduler step failed", task=task.id)
                 wait = self._poll
-            await _sleep(task, min(wait, self._poll))
+            if not self._stopping:
+                await _sleep(task, min(wait, self._poll))
 
     async def _global_step(self, task: _Task, store: TaskStore) -> float:
         """Claim and run the task if it is due; how long to wait before looking again."""
@@ -434,6 +438,8 @@ class TaskScheduler:
         """Cancel every loop and the runs in progress; global claims are released."""
         self._stopping = True
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
+        for task in self._tasks.values():
+            task.wake.set()  # a loop whose cancellation was lost wakes, sees the stop and ends
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
