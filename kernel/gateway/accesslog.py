@@ -36,8 +36,8 @@ def prepare() -> None:
     template = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
     _RECORD.update(template.__dict__)
     _STARTED[0] = template.created - template.relativeCreated / 1000  # logging's start, as it counts
-    if not _STARTED[1]:
-        _STARTED[1] = 1.0
+    if _flush_at_exit not in _AT_EXIT:
+        _AT_EXIT.append(_flush_at_exit)
         atexit.register(_flush_at_exit)  # the lines of the last FLUSH_DELAY seconds
 
 
@@ -127,7 +127,8 @@ def _kernel_handler() -> logging.StreamHandler[Any] | None:
 
 #: the attributes every access record shares (logger, level, process, thread...), taken once
 _RECORD: dict[str, object] = {}
-_STARTED = [0.0, 0.0]  # logging's start; whether the flush at exit is registered
+_STARTED = [0.0]
+_AT_EXIT: list[object] = []  # the flush at exit, once registered
 
 
 def _record(message: str, fields: dict[str, object]) -> logging.LogRecord:
