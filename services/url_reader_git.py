@@ -29,7 +29,7 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
@@ -95,6 +95,9 @@ class GitReader:
     def _locate(self, url: str) -> Location:
         """``url``'s repository, ref and path; a URL of another shape is an ``InputError`` naming it."""
         path = urlsplit(url).path.strip("/")
+        if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+            # the API's URL is made from these parts: "../../user" would reach another endpoint with the token
+            raise InputError(f"A {self.kind} URL must not contain '.' or '..' segments: '{url}'")
         if self.kind == "gitlab":
             repo, sep, rest = path.partition("/-/")
             kind, _, rest = rest.partition("/")
@@ -124,7 +127,7 @@ class GitReader:
     def _project(self, where: Location) -> str:
         if self.kind == "gitlab":
             return f"{self.api}/projects/{quote(where.repo, safe='')}"
-        return f"{self.api}/repos/{where.repo}"
+        return f"{self.api}/repos/{quote(where.repo)}"
 
     async def read_url(self, url: str, *, etag: str | None = None, token: str | None = None) -> ReadUrlResponse:
         where = self._locate(url)

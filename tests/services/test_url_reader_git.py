@@ -172,6 +172,10 @@ async def test_a_url_of_another_shape_is_refused_naming_the_form(backend: InProc
     refused = await backend.client.get("/api/reader/read", params={"url": f"http://{git.host}/acme"}, headers=USER)
     assert refused.status_code == 400
     assert f"Not a {git.kind} file or folder URL" in refused.json()["error"]["message"]
+    # dot segments would make the API URL reach another endpoint with the integration's token
+    for sneaky in (git.url("blob", "main", "../../../../user"), git.url("blob", "main", "docs/%2e%2e/x")):
+        refused = await backend.client.get("/api/reader/read", params={"url": sneaky}, headers=USER)
+        assert refused.status_code == 400 and "'..' segments" in refused.json()["error"]["message"], sneaky
     assert len(git.seen) == asked
 
 
