@@ -37,6 +37,7 @@ from kernel.api import (
     ServiceFactory,
     ServiceUnavailableError,
     UrlReaderEntry,
+    UrlReaderService,
     core_services,
     create_service_factory,
     read_section,
@@ -177,11 +178,16 @@ class FetchUrlReader:
         raise NotImplementedError("FetchUrlReader does not implement readTree")
 
     async def search(self, url: str, *, etag: str | None = None) -> SearchResponse:
-        try:
-            data = await self.read_url(url, etag=etag)
-        except NotFoundError:
-            return SearchResponse([], "")
-        return SearchResponse([SearchResponseFile(url, data.content, data.last_modified_at)], data.etag or "")
+        return await search_one(self, url, etag)
+
+
+async def search_one(reader: UrlReaderService, url: str, etag: str | None) -> SearchResponse:
+    """A search of a URL without a glob: the one file ``reader`` reads there, or none when it is not there."""
+    try:
+        data = await reader.read_url(url, etag=etag)
+    except NotFoundError:
+        return SearchResponse([], "")
+    return SearchResponse([SearchResponseFile(url, data.content, data.last_modified_at)], data.etag or "")
 
 
 def fetch_readers(config: RootConfig) -> list[UrlReaderEntry]:

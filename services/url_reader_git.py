@@ -36,7 +36,6 @@ import msgspec
 from kernel.api import (
     ConfigError,
     InputError,
-    NotFoundError,
     NotModifiedError,
     ReadTreeResponse,
     ReadTreeResponseFile,
@@ -47,7 +46,7 @@ from kernel.api import (
     ServiceUnavailableError,
     UrlReaderEntry,
 )
-from kernel_services.url_reader import MAX_BYTES, fetch, last_modified
+from kernel_services.url_reader import MAX_BYTES, fetch, last_modified, search_one
 
 __all__ = ["GitReader", "Integration", "git_readers"]
 
@@ -82,8 +81,11 @@ class GitReader:
     def __init__(self, kind: str, integration: Integration) -> None:
         self.kind = kind
         self.host = integration.host
-        default = "https://api.github.com" if integration.host == "github.com" else f"https://{integration.host}/api/v4"
-        if kind == "github" and integration.host != "github.com" and integration.api_base_url is None:
+        if kind == "gitlab":
+            default = f"https://{integration.host}/api/v4"
+        elif integration.host == "github.com":
+            default = "https://api.github.com"
+        else:
             default = f"https://{integration.host}/api/v3"  # GitHub Enterprise
         self.api = (integration.api_base_url or default).rstrip("/")
         self.token = integration.token
@@ -171,11 +173,7 @@ class GitReader:
         parts = where.path.split("/")
         fixed = next((i for i, part in enumerate(parts) if _GLOB & set(part)), None)
         if fixed is None:  # no glob: the one file, or none
-            try:
-                found = await self.read_url(url, etag=etag)
-            except NotFoundError:
-                return SearchResponse([], "")
-            return SearchResponse([SearchResponseFile(url, found.content, found.last_modified_at)], found.etag or "")
+            return await search_one(self, url, etag)
         folder = "/".join(parts[:fixed])
         tree = await self.read_tree(self._url(url, where, folder), etag=etag)
         pattern = "/".join(parts[fixed:])

@@ -36,12 +36,11 @@ def prepare() -> None:
     template = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
     _RECORD.update(template.__dict__)
     _STARTED[0] = template.created - template.relativeCreated / 1000  # logging's start, as it counts
-    if _flush_at_exit not in _AT_EXIT:
-        _AT_EXIT.append(_flush_at_exit)
-        atexit.register(_flush_at_exit)  # the lines of the last FLUSH_DELAY seconds
 
 
+@atexit.register
 def _flush_at_exit() -> None:
+    """The lines of the last ``FLUSH_DELAY`` seconds, when the process ends."""
     handler = _kernel_handler()
     if _pending and handler is not None:
         _flush(handler)
@@ -128,7 +127,6 @@ def _kernel_handler() -> logging.StreamHandler[Any] | None:
 #: the attributes every access record shares (logger, level, process, thread...), taken once
 _RECORD: dict[str, object] = {}
 _STARTED = [0.0]
-_AT_EXIT: list[object] = []  # the flush at exit, once registered
 
 
 def _record(message: str, fields: dict[str, object]) -> logging.LogRecord:
