@@ -220,9 +220,13 @@ class KernelProcess:
         backend.setdefault("listen", {}).update({"host": "127.0.0.1", "port": self.port})
         metrics = backend.setdefault("metrics", {})
         self.metrics_port: int | None = None
+        #: the ports chosen here (not by the test): chosen again when another process took one first
+        self._own_metrics_port = False
         if isinstance(metrics, dict) and metrics.get("listener", "own") == "own":
             #: a free port unless the test chose one: kernels of a test run side by side
+            self._own_metrics_port = "port" not in metrics
             self.metrics_port = metrics.setdefault("port", free_port())
+        self._config = cfg
         workers = backend.setdefault("workers", {})
         if isinstance(workers, dict):  # its cgroups are known as a test's (KERNEL_TEST_CGROUP_NAME, unless set)
             workers.setdefault("cgroupName", os.environ.get("KERNEL_TEST_CGROUP_NAME", "kernel-test"))
@@ -245,6 +249,39 @@ class KernelProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, wait: bool = True, timeout: float = 20.0) -> KernelProcess:
+        """Spawn the kernel; with ``wait``, until it is ready. A port chosen here that another process
+        bound between the choice and the kernel's bind (a test running beside this one) is chosen again,
+        up to twice: a test that chose its ports gets the kernel's refusal as it is."""
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(timeout)
+                return self
+            except RuntimeError:
+                if attempt == 2 or not self._port_taken():
+                    raise
+                self._choose_ports_again()
+        return self
+
+    def _port_taken(self) -> bool:
+        """Whether the kernel exited because one of the ports chosen here was taken."""
+        text = self.output()
+        return "Address already in use" in text and any(
+            f":{port}" in text for port in (self.port, self.metrics_port if self._own_metrics_port else None) if port
+        )
+
+    def _choose_ports_again(self) -> None:
+        backend = self._config["backend"]
+        self.port = backend["listen"]["port"] = free_port()
+        if self._own_metrics_port:
+            self.metrics_port = backend["metrics"]["port"] = free_port()
+        self.config_path.write_text(yaml.safe_dump(self._config))
+        self._log.close()
+        _RUNNING.remove(self)
+
+    def _spawn(self) -> None:
         env = {**os.environ, **self.extra_env}
         if self.paths:
             env["PYTHONPATH"] = os.pathsep.join([*self.paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -258,9 +295,6 @@ class KernelProcess:
             text=True,
         )
         _RUNNING.append(self)
-        if wait:
-            self.wait_ready(timeout)
-        return self
 
     def output(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
